@@ -14,6 +14,13 @@ stacked on a leading axis, so `jax.vmap(trainer.init)(batch.keys, batch.hyper)` 
 whole sweep (seeds x settings) as one program. Inside the program an agent reads its knobs
 through `config.with_hyper(hyper)`, a copy of the static config whose sweepable fields are the
 member's (traced) scalars, so attribute access stays typed and a typo is an AttributeError.
+
+Difficulty is the one non-sweepable field an override may name: difficulty presets of one
+distractor type share every shape, so `make_batch` puts each member's distractor params pytree
+in its `hyper` under `DISTRACTOR_PARAMS` and the trainer builds that member's env params from it
+(see `training`). Besides the presets ("none", "easy", "medium", "hard") a member may take a
+generalisation split, "train" or "test": its distractor params are drawn once, from its seed,
+uniformly from that split's ranges (`Distractor.sample_params`).
 """
 
 from __future__ import annotations
@@ -27,6 +34,10 @@ import jax.numpy as jnp
 import numpy as np
 
 SWEEP = "sweep"
+DISTRACTOR_PARAMS = "distractor_params"  # hyper key of a member's distractor params (not a config field)
+BATCHED_STATIC = ("difficulty",)  # static fields whose values differ only in params: batchable per member
+SPLITS = ("train", "test")  # difficulty values drawing params from a generalisation split's ranges
+SPLIT_SALT = 0x5D1  # folded into a member's seed key for its split draw, apart from its training keys
 
 
 def sweep_field(default: Any, **kwargs: Any) -> Any:
@@ -92,6 +103,7 @@ class TrainConfig:
     evals_per_chunk: int = 1
     eval_episodes: int = 8
     eval_deterministic: bool = True  # mean / argmax action in evaluation
+    probe_samples: int = 0  # > 0: each evaluation also probes the encoder's endo/exo R^2 on this many states (representation.py)
 
     def validate(self) -> None:
         """Raise ValueError for a bad size or a loop shape that does not divide evenly."""
@@ -99,6 +111,8 @@ class TrainConfig:
             _positive_int(self, name)
         if isinstance(self.seed, bool) or not isinstance(self.seed, (int, np.integer)) or self.seed < 0:
             raise ValueError(f"seed={self.seed!r} must be a non-negative integer")
+        if isinstance(self.probe_samples, bool) or not isinstance(self.probe_samples, (int, np.integer)) or not (self.probe_samples == 0 or self.probe_samples >= 16):
+            raise ValueError(f"probe_samples={self.probe_samples!r} must be 0 (no probe) or an integer >= 16 (a held-out quarter of >= 4)")
         chunk = self.eval_every * self.evals_per_chunk
         if self.num_updates % chunk:
             raise ValueError(
@@ -126,7 +140,8 @@ class TrainConfig:
         return {name: _as_scalar(getattr(self, name)) for name in sweepable_fields(self)}
 
     def with_hyper(self, hyper: Mapping[str, Any]) -> "TrainConfig":
-        """A copy whose sweepable fields take the (possibly traced) values in `hyper`."""
+        """A copy whose sweepable fields take the (possibly traced) values in `hyper` (distractor params aside)."""
+        hyper = {k: v for k, v in hyper.items() if k != DISTRACTOR_PARAMS}
         unknown = set(hyper) - set(sweepable_fields(self))
         if unknown:
             raise ValueError(f"{sorted(unknown)} are not sweepable fields of {type(self).__name__}; valid: {list(sweepable_fields(self))}")
@@ -175,8 +190,10 @@ def make_batch(
 ) -> tuple[TrainConfig, Batch]:
     """Static config and the batch of (setting x seed) members, setting-major.
 
-    Every override dict may only name sweepable fields; member (k, s) uses config.seed + s and
-    the config's values updated by overrides[k]. Validation happens here, before any compile.
+    Every override dict may only name sweepable fields and `difficulty`; member (k, s) uses
+    config.seed + s and the config's values updated by overrides[k]. When any override names a
+    difficulty, every member's hyper carries its distractor params (`DISTRACTOR_PARAMS`).
+    Validation happens here, before any compile.
     """
     if not dataclasses.is_dataclass(config) or not isinstance(config, TrainConfig):
         raise ValueError(f"config must be a TrainConfig dataclass, got {type(config).__name__}")
@@ -188,17 +205,54 @@ def make_batch(
         raise ValueError("overrides must hold at least one setting (use [{}] for the config as is)")
     valid = sweepable_fields(config)
     for o in overrides:
-        bad = sorted(set(o) - set(valid))
+        bad = sorted(set(o) - set(valid) - set(BATCHED_STATIC))
         if bad:
-            raise ValueError(f"override fields {bad} are not sweepable in {type(config).__name__}; sweepable: {list(valid)}")
-        # each member's values must themselves pass validation
-        dataclasses.replace(config, **o).validate()
+            raise ValueError(
+                f"override fields {bad} are not sweepable in {type(config).__name__}; sweepable: {list(valid)}, "
+                f"or per member: {list(BATCHED_STATIC)}"
+            )
+        # each member's values must themselves pass validation (a split's params are drawn around "medium")
+        sweep_part = {k: v for k, v in o.items() if k not in BATCHED_STATIC}
+        dataclasses.replace(config, **sweep_part).validate()
+    per_member_distractor = any("difficulty" in o for o in overrides)
+    distractors = difficulty_params(config, sorted({o.get("difficulty", config.difficulty) for o in overrides})) if per_member_distractor else {}
     members, hypers, seeds = [], [], []
     for o, s in itertools.product(overrides, range(num_seeds)):
         seed = config.seed + s
         members.append({"seed": seed, **o})
-        hypers.append(dataclasses.replace(config, **o).hyper())
+        hyper = dataclasses.replace(config, **{k: v for k, v in o.items() if k not in BATCHED_STATIC}).hyper()
+        if per_member_distractor:
+            hyper[DISTRACTOR_PARAMS] = distractors[o.get("difficulty", config.difficulty)](seed)
+        hypers.append(hyper)
         seeds.append(seed)
     keys = jnp.stack([jax.random.PRNGKey(s) for s in seeds])
+    # promote leaf dtypes across members (a preset may write 0 where another writes 0.5)
     hyper = jax.tree.map(lambda *xs: jnp.stack(xs), *hypers) if hypers[0] else {}
     return config, Batch(keys=keys, hyper=hyper, members=tuple(members))
+
+
+def difficulty_params(config: TrainConfig, difficulties: Sequence[str]) -> dict[str, Any]:
+    """{difficulty: seed -> distractor params as arrays}: a preset's params, or a seeded draw from a split's ranges."""
+    from jaxrl_suite.envs.registry import DIFFICULTIES  # deferred: configs import without the envs
+    from jaxrl_suite.rollout import make_env
+
+    valid = list(DIFFICULTIES) + list(SPLITS)
+    bad = [d for d in difficulties if d not in valid]
+    if bad:
+        raise ValueError(f"difficulty overrides {bad} are not valid; valid: {valid}")
+    if config.distractor == "none":
+        raise ValueError(f"difficulty overrides {list(difficulties)} need a distractor; config.distractor is 'none'")
+    out: dict[str, Any] = {}
+    for difficulty in difficulties:
+        env, params = make_env(dataclasses.replace(config, difficulty="medium" if difficulty in SPLITS else difficulty))
+        if getattr(params, "distractor", None) is None or not hasattr(env, "distractor"):
+            raise ValueError(f"env {config.env!r} carries no distractor params, so difficulty cannot vary per member")
+        if difficulty in SPLITS:
+            def draw(seed: int, env=env, base=params.distractor, split=difficulty) -> Any:
+                key = jax.random.fold_in(jax.random.PRNGKey(seed), SPLIT_SALT)
+                return jax.tree.map(jnp.asarray, env.distractor.sample_params(key, split, base))
+            out[difficulty] = draw
+        else:
+            fixed = jax.tree.map(jnp.asarray, params.distractor)
+            out[difficulty] = lambda seed, fixed=fixed: fixed
+    return out

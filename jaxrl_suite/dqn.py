@@ -23,6 +23,14 @@ small tau is Polyak averaging.
 Network: an MLP on state vectors, or the shared CNN encoder followed by an MLP on pixels, with
 one output per discrete action. Discrete actions only: a Box action space raises a ValueError
 naming it, before anything compiles.
+
+Representation objectives (`representation.ObjectiveConfig`): with `objective` set (or a state
+encoder, latent_dim > 0) the network is an encoder (the CNN, or an MLP on states) plus the Q
+MLP on its latent, and each gradient step minimises huber + objective_weight * the objective's
+loss on the same replay minibatch (ACRO: on multi-step pairs from
+`replay.sample_multistep_pairs`). The objective's target encoder is the DQN target network's
+encoder, as in MICo's DQN-family agents (Castro et al. 2021); `critic_trains_encoder=False`
+detaches the latent from the TD loss.
 """
 
 from __future__ import annotations
@@ -40,15 +48,16 @@ from gymnax.environments import spaces
 
 from jaxrl_suite import replay
 from jaxrl_suite import rollout as rl
-from jaxrl_suite.config import _positive_int, sweep_field, TrainConfig, validate_network_fields
+from jaxrl_suite.config import _positive_int, sweep_field, validate_network_fields
 from jaxrl_suite.losses import huber
 from jaxrl_suite.networks import MLP, CNNEncoder, ValueHead
+from jaxrl_suite.representation import ObjectiveConfig, StateEncoder, aux_metrics, build_objective, multistep_batch
 from jaxrl_suite.training import Agent, Trainer, make_trainer
 
 
 @dataclasses.dataclass(frozen=True)
-class DQNConfig(TrainConfig):
-    """DQN hyperparameters; defaults follow CleanRL's dqn.py for classic control, scaled to vectorised envs."""
+class DQNConfig(ObjectiveConfig):
+    """DQN hyperparameters; defaults follow CleanRL's dqn.py for classic control, scaled to vectorised envs; objective fields from ObjectiveConfig."""
 
     num_envs: int = 4
     collect_steps: int = 1  # agent steps per env per update
@@ -93,6 +102,11 @@ class DQNConfig(TrainConfig):
                 raise ValueError(f"{name}={getattr(self, name)!r} must be a probability in [0, 1]")
         if not 0.0 < self.exploration_fraction <= 1.0:
             raise ValueError(f"exploration_fraction={self.exploration_fraction!r} must be in (0, 1]")
+        if "acro" in (self.objective, self.repdib_inner) and self.buffer_size // self.num_envs < ACRO_MAX_K:
+            raise ValueError(
+                f"objective acro draws offsets k up to {ACRO_MAX_K - 1}: buffer_size // num_envs = {self.buffer_size // self.num_envs} "
+                f"must be >= {ACRO_MAX_K}"
+            )
 
     @property
     def warmup_updates(self) -> int:
@@ -150,6 +164,8 @@ class DQNState:
 
 
 LEARNED_FIELDS = ("params", "target_params", "opt_state", "gradient_step")
+ACRO_MAX_K = 15  # ACRO's K (offsets 1..K-1; the objective's default, Islam et al. 2022)
+AUX_SALT = 0xA0B  # folded into a key for the objective's draws, so the no-objective program keeps its own key splits
 
 
 def discrete_action_count(env: Any, env_params: Any) -> int:
@@ -186,19 +202,48 @@ def make_agent(config: DQNConfig, env: Any, env_params: Any) -> Agent:
         num_actions, pixels, config.hidden_sizes, config.activation, config.cnn_channels, config.cnn_strides, config.cnn_features
     )
 
+    objective = None
+    if config.wired:  # else the original program, untouched
+        if pixels:
+            encoder, latent_dim = CNNEncoder(config.cnn_channels, config.cnn_strides, features=config.cnn_features), config.cnn_features
+        else:
+            encoder, latent_dim = StateEncoder(config.encoder_hidden, config.latent_dim), config.latent_dim
+        objective = build_objective(config, encoder, latent_dim, num_actions, True, obs_shape, config.gamma)
+        q_head = QNetwork(
+            num_actions, False, config.hidden_sizes, config.activation, config.cnn_channels, config.cnn_strides, config.cnn_features
+        )
+    multistep = objective is not None and "obs_k" in objective.requires
+
+    def q_values(params, obs: jax.Array, detach: bool = False) -> jax.Array:
+        # detach: the TD loss does not train the encoder (critic_trains_encoder=False)
+        if objective is None:
+            return network.apply(params, obs)
+        latent = objective.encode({"encoder": params["encoder"], "heads": params["heads"]}, obs)
+        return q_head.apply(params["q"], jax.lax.stop_gradient(latent) if detach else latent)
+
     def optimizer(cfg: DQNConfig) -> optax.GradientTransformation:
         return optax.chain(optax.clip_by_global_norm(cfg.max_grad_norm), optax.adam(cfg.learning_rate))
 
     def epsilon_greedy(params, obs, key, epsilon):
         key_explore, key_random = jax.random.split(key)
-        greedy = jnp.argmax(network.apply(params, obs), axis=-1).astype(jnp.int32)
+        greedy = jnp.argmax(q_values(params, obs), axis=-1).astype(jnp.int32)
         random = jax.random.randint(key_random, greedy.shape, 0, num_actions, jnp.int32)
         return jnp.where(jax.random.uniform(key_explore, greedy.shape) < epsilon, random, greedy)
 
     def init(key: jax.Array, cfg: DQNConfig) -> DQNState:
         key_net, key_env = jax.random.split(key)
         env_carry = rl.reset(env, env_params, key_env, config.num_envs)
-        params = network.init(key_net, env_carry.obs[:1])
+        if objective is None:
+            params = network.init(key_net, env_carry.obs[:1])
+        else:
+            key_objective, key_q = jax.random.split(key_net)
+            n = config.num_envs
+            example_batch = {
+                "obs": env_carry.obs, "action": jnp.zeros((n,), jnp.int32), "reward": jnp.zeros((n,)), "next_obs": env_carry.obs,
+                "discount": jnp.ones((n,)), "obs_k": env_carry.obs, "k": jnp.ones((n,), jnp.int32),
+            }
+            params = objective.init(key_objective, example_batch)
+            params["q"] = q_head.init(key_q, objective.encode(params, env_carry.obs[:1]))
         example = {
             "obs": env_carry.obs[0],
             "action": jnp.zeros((), jnp.int32),
@@ -216,16 +261,27 @@ def make_agent(config: DQNConfig, env: Any, env_params: Any) -> Agent:
             buffer=replay.init(example, config.num_envs, capacity),
         )
 
-    def loss_fn(params, target_params, cfg: DQNConfig, batch):
-        q = network.apply(params, batch["obs"])
+    def loss_fn(params, target_params, cfg: DQNConfig, batch, aux_batch, key):
+        detach = not config.critic_trains_encoder
+        q = q_values(params, batch["obs"], detach)
         q_taken = jnp.take_along_axis(q, batch["action"][:, None].astype(jnp.int32), axis=-1)[:, 0]
-        q_next_online = network.apply(params, batch["next_obs"])
-        q_next_target = network.apply(target_params, batch["next_obs"])
+        q_next_online = q_values(params, batch["next_obs"], detach)
+        q_next_target = q_values(target_params, batch["next_obs"])
         target = jax.lax.stop_gradient(double_q_target(q_next_online, q_next_target, batch["reward"], batch["discount"], cfg.gamma))
-        return huber(q_taken, target), jnp.mean(q_taken)
+        td_loss = huber(q_taken, target)
+        if objective is None:
+            return td_loss, (jnp.mean(q_taken), {})
+        heads = params["heads"]
+        objective_loss, aux = objective.loss(
+            {"encoder": params["encoder"], "heads": heads}, {"encoder": target_params["encoder"], "heads": heads}, aux_batch, key
+        )
+        total = td_loss + cfg.objective_weight * objective_loss
+        return total, (jnp.mean(q_taken), {"td_loss": td_loss, **aux_metrics(objective_loss, aux)})
 
-    def gradient_step(carry, cfg: DQNConfig, batch):
-        (loss, q_mean), grads = jax.value_and_grad(loss_fn, has_aux=True)(carry["params"], carry["target_params"], cfg, batch)
+    def gradient_step(carry, cfg: DQNConfig, batch, aux_batch=None, key=None):
+        (loss, (q_mean, objective_metrics)), grads = jax.value_and_grad(loss_fn, has_aux=True)(
+            carry["params"], carry["target_params"], cfg, batch, aux_batch, key
+        )
         updates, opt_state = optimizer(cfg).update(grads, carry["opt_state"], carry["params"])
         params = optax.apply_updates(carry["params"], updates)
         count = carry["gradient_step"] + 1
@@ -233,7 +289,7 @@ def make_agent(config: DQNConfig, env: Any, env_params: Any) -> Agent:
         averaged = optax.incremental_update(params, carry["target_params"], cfg.tau)
         target_params = jax.tree.map(lambda new, old: jnp.where(due, new, old), averaged, carry["target_params"])
         new_carry = {"params": params, "target_params": target_params, "opt_state": opt_state, "gradient_step": count}
-        return new_carry, {"loss": loss, "q_mean": q_mean}
+        return new_carry, {"loss": loss, "q_mean": q_mean, **objective_metrics}
 
     def update(state: DQNState, key: jax.Array, cfg: DQNConfig, step: jax.Array):
         key_roll, key_sample = jax.random.split(key)
@@ -260,7 +316,18 @@ def make_agent(config: DQNConfig, env: Any, env_params: Any) -> Agent:
         sample = replay.sample_transitions(buffer, key_sample, config.gradient_steps * config.batch_size)
         batches = jax.tree.map(lambda x: x.reshape((config.gradient_steps, config.batch_size) + x.shape[1:]), sample)
         before = {name: getattr(state, name) for name in LEARNED_FIELDS}
-        after, metrics = jax.lax.scan(lambda c, b: gradient_step(c, cfg, b), before, batches)
+        if objective is None:
+            after, metrics = jax.lax.scan(lambda c, b: gradient_step(c, cfg, b), before, batches)
+        else:
+            key_aux = jax.random.fold_in(key_sample, AUX_SALT)
+            if multistep:
+                pairs = replay.sample_multistep_pairs(buffer, key_aux, config.gradient_steps * config.batch_size, ACRO_MAX_K)
+                aux_sample = multistep_batch(pairs, sample)
+            else:
+                aux_sample = {name: sample[name] for name in ("obs", "action", "reward", "next_obs", "discount")}
+            aux_batches = jax.tree.map(lambda x: x.reshape((config.gradient_steps, config.batch_size) + x.shape[1:]), aux_sample)
+            keys = jax.random.split(jax.random.fold_in(key_aux, 1), config.gradient_steps)
+            after, metrics = jax.lax.scan(lambda c, xs: gradient_step(c, cfg, *xs), before, (batches, aux_batches, keys))
         # warm-up: the network stays as it was; the buffer and the env carry advance either way
         kept = jax.tree.map(lambda old, new: jnp.where(warm, old, new), before, after)
         new_state = state.replace(buffer=buffer, env=env_carry, **kept)
@@ -276,7 +343,17 @@ def make_agent(config: DQNConfig, env: Any, env_params: Any) -> Agent:
         epsilon = 0.0 if deterministic else config.epsilon_end
         return epsilon_greedy(state.params, obs, key, epsilon)
 
-    return Agent(init=init, update=update, act=act, env_steps_per_update=config.num_envs * config.collect_steps)
+    def encode(state: DQNState, obs: jax.Array) -> jax.Array:
+        """The latent the Q head reads: the objective's encoder, else the CNN (pixels) or the MLP torso (states)."""
+        if objective is not None:
+            return objective.encode({"encoder": state.params["encoder"], "heads": state.params["heads"]}, obs)
+        torso = CNNEncoder if pixels else MLP
+        _, captured = network.apply(
+            state.params, obs, capture_intermediates=lambda module, method: method == "__call__" and isinstance(module, torso)
+        )
+        return captured["intermediates"][f"{torso.__name__}_0"]["__call__"][0]
+
+    return Agent(init=init, update=update, act=act, env_steps_per_update=config.num_envs * config.collect_steps, encode=encode)
 
 
 def make_train(config: DQNConfig) -> Trainer:
@@ -285,4 +362,4 @@ def make_train(config: DQNConfig) -> Trainer:
         raise ValueError(f"DQN needs a DQNConfig, got {type(config).__name__}")
     config.validate()
     env, env_params = rl.make_env(config)
-    return make_trainer(config, make_agent(config, env, env_params), env, env_params)
+    return make_trainer(config, lambda member_params: make_agent(config, env, member_params), env, env_params)

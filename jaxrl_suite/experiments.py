@@ -17,12 +17,17 @@ preset, config overrides and the sweepable fields to sweep:
     config = { num_updates = 150 }
     sweep = { learning_rate = [1e-3, 2e-3] }
 
-Expansion: every grid point is one run with one static config; the run's batch axis is
-seeds x sweep settings (`config.make_batch`), so it is one compiled program, trained by
-`runs.run` into `OUT/runs/<run name>/`. Runs differing in anything static (agent, env, obs,
-distractor type, image size, widths) are separate compilations. Difficulty is also a separate
-run: it lives in the env params, which every agent's `make_train` builds from the config and
-closes over, so batching it would need every agent to take its env params per member.
+Expansion: every grid point but the difficulty is one run with one static config; the run's
+batch axis is difficulties x sweep settings x seeds (`config.make_batch`, difficulty as a
+per-member override carrying that member's distractor params), so it is one compiled program,
+trained by `runs.run` into `OUT/runs/<run name>/`. Runs differing in anything static (agent,
+env, obs, distractor type, image size, widths) are separate compilations.
+
+Generalisation: `difficulties` may also name the splits "train" / "test" (each member's
+distractor params drawn once from that split's ranges), and a grid's `eval_difficulties` makes
+the runner restore each run's final state and evaluate every member again under each listed
+preset or split; those evaluations are extra rows of results.csv whose `eval_on` column names
+the target (the rows of the training run itself have an empty `eval_on`).
 
 Everything is validated before anything compiles: an unknown key, a wrong type, an unknown
 agent / env / distractor / preset / config field, a non-sweepable sweep field, or a config that
@@ -49,13 +54,13 @@ from jaxrl_suite import agents, references
 from jaxrl_suite.config import TrainConfig, make_batch, sweepable_fields
 
 TOP_KEYS = ("name", "description", "seeds", "seed", "checkpoint", "grid", "agents")
-GRID_KEYS = ("agents", "envs", "obs", "distractors", "difficulties", "image_size")
+GRID_KEYS = ("agents", "envs", "obs", "distractors", "difficulties", "eval_difficulties", "image_size")
 AGENT_KEYS = ("preset", "config", "sweep")
 # set by the grid or the top level, never through an agent's `config` table
 GRID_FIELDS = ("env", "obs", "distractor", "difficulty", "image_size", "seed")
 RESULT_COLUMNS = (
     "experiment", "run", "agent", "env", "obs", "distractor", "difficulty", "image_size", "action_repeat", "setting",
-    "seed", "step", "env_steps", "return_mean", "return_std", "normalized_score", "diverged",
+    "seed", "step", "env_steps", "return_mean", "return_std", "normalized_score", "diverged", "eval_on",
 )
 
 
@@ -66,7 +71,14 @@ class RunSpec:
     name: str
     agent: str
     config: TrainConfig
-    overrides: tuple[dict[str, Any], ...]
+    overrides: tuple[dict[str, Any], ...]  # per member setting: sweep values, and `difficulty` when batched
+    eval_difficulties: tuple[str, ...] = ()  # presets / splits the final state is evaluated under afterwards
+    variant: dict[str, Any] = dataclasses.field(default_factory=dict)  # swept static fields (already in config)
+
+    @property
+    def difficulties(self) -> tuple[str, ...]:
+        """The difficulties this run trains at, in member order."""
+        return tuple(dict.fromkeys(o.get("difficulty", self.config.difficulty) for o in self.overrides))
 
 
 @dataclasses.dataclass(frozen=True)
@@ -149,8 +161,13 @@ def _check_env(path: str, key: str, name: str) -> None:
         _fail(path, key, f"unknown env {name!r}; valid: {sorted(_valid_envs())} or 'gymnax:<id>'")
 
 
-def _agent_table(path: str, name: str, table: Mapping[str, Any]) -> tuple[TrainConfig, list[dict[str, Any]]]:
-    """The agent's base config (preset + overrides) and its list of sweep settings."""
+def _agent_table(path: str, name: str, table: Mapping[str, Any]) -> tuple[TrainConfig, list[dict[str, Any]], list[dict[str, Any]]]:
+    """The agent's base config (preset + overrides), its batched sweep settings and its static variants.
+
+    A sweep over a sweepable field is batched with the seeds; a sweep over any other config field
+    (an objective, a network width) changes the program, so each of its values is a separate run
+    (a *variant*), labelled with that value.
+    """
     where = f"agents.{name}"
     _check_keys(path, where, table, AGENT_KEYS)
     entry = agents.get(name)
@@ -179,22 +196,34 @@ def _agent_table(path: str, name: str, table: Mapping[str, Any]) -> tuple[TrainC
     if not isinstance(sweep_table, dict):
         _fail(path, f"{where}.sweep", f"must be a table of field = [values], got {sweep_table!r}")
     sweepable = list(sweepable_fields(entry.config_cls))
-    axes = []
+    axes, static_axes = [], []
     for field, values in sweep_table.items():
         key = f"{where}.sweep.{field}"
-        if field not in sweepable:
-            _fail(path, key, f"is not a sweepable field of {entry.config_cls.__name__}; sweepable: {sweepable}")
+        if field in GRID_FIELDS:
+            _fail(path, key, f"is set by the grid or the top level, not swept per agent; sweepable: {sweepable}, static: {settable}")
+        if field not in defaults:
+            _fail(path, key, f"unknown field of {entry.config_cls.__name__}; sweepable (batched): {sweepable}, static (one run each): {settable}")
         if not isinstance(values, list) or not values:
             _fail(path, key, f"must be a non-empty list of values, got {values!r}")
-        axes.append([(field, _typed_value(path, key, v, defaults[field])) for v in values])
+        axis = [(field, _typed_value(path, key, v, defaults[field])) for v in values]
+        (axes if field in sweepable else static_axes).append(axis)
     settings = [dict(combo) for combo in itertools.product(*axes)] if axes else [{}]
-    return base, settings
+    variants = [dict(combo) for combo in itertools.product(*static_axes)] if static_axes else [{}]
+    return base, settings, variants
 
 
-def _run_name(agent: str, config: TrainConfig) -> str:
+def _run_name(agent: str, config: TrainConfig, difficulties: Sequence[str], variant: Mapping[str, Any]) -> str:
     pixels = f"-{config.image_size}px" if config.obs == "pixels" else ""
     env = config.env.replace(":", "-")
-    return f"{agent}_{env}_{config.obs}{pixels}_{config.distractor}-{config.difficulty}"
+    static = "".join(f"_{k}={_compact(v)}" for k, v in variant.items())
+    return f"{agent}{static}_{env}_{config.obs}{pixels}_{config.distractor}-{'-'.join(difficulties)}"
+
+
+def _compact(value: Any) -> str:
+    """A value as a directory-name fragment: tuples as 64x64, no spaces."""
+    if isinstance(value, tuple):
+        return "x".join(map(str, value))
+    return str(value).replace(" ", "")
 
 
 def parse_set(spec: str) -> tuple[list[str], Any]:
@@ -281,11 +310,12 @@ def expand(table: Mapping[str, Any], path: str = "<experiment>") -> Experiment:
     if not isinstance(grids, list) or not grids:
         _fail(path, "grid", f"must be a [[grid]] array of tables, got {grids!r}")
 
+    from jaxrl_suite.config import SPLITS
     from jaxrl_suite.envs.core import OBS_MODES
     from jaxrl_suite.envs.registry import DIFFICULTIES, DISTRACTORS
     from jaxrl_suite.rollout import make_env
 
-    bases: dict[str, tuple[TrainConfig, list[dict[str, Any]]]] = {}
+    bases: dict[str, tuple[TrainConfig, list[dict[str, Any]], list[dict[str, Any]]]] = {}
     runs: dict[str, RunSpec] = {}
     for g, grid in enumerate(grids):
         where = f"grid[{g}]"
@@ -299,30 +329,43 @@ def expand(table: Mapping[str, Any], path: str = "<experiment>") -> Experiment:
             _check_env(path, f"{where}.envs", e)
         obs_modes = _string_list(path, f"{where}.obs", grid.get("obs", "state"), OBS_MODES)
         distractors = _string_list(path, f"{where}.distractors", grid.get("distractors", "none"), sorted(DISTRACTORS))
-        difficulties = _string_list(path, f"{where}.difficulties", grid.get("difficulties", "hard"), DIFFICULTIES)
+        difficulties = _string_list(path, f"{where}.difficulties", grid.get("difficulties", "hard"), list(DIFFICULTIES) + list(SPLITS))
+        eval_difficulties = grid.get("eval_difficulties", [])
+        if eval_difficulties != []:
+            eval_difficulties = _string_list(path, f"{where}.eval_difficulties", eval_difficulties, list(DIFFICULTIES) + list(SPLITS))
+            if not checkpoint:
+                _fail(path, f"{where}.eval_difficulties", "evaluates each run's final checkpoint: needs checkpoint = true")
         image_size = grid.get("image_size")
         if image_size is not None and (isinstance(image_size, bool) or not isinstance(image_size, int) or image_size < 8):
             _fail(path, f"{where}.image_size", f"must be an integer >= 8, got {image_size!r}")
         for agent_name in grid_agents:
             if agent_name not in bases:
                 bases[agent_name] = _agent_table(path, agent_name, agent_tables.get(agent_name, {}))
-            base, settings = bases[agent_name]
-            for env, obs, distractor, difficulty in itertools.product(envs, obs_modes, distractors, difficulties):
+            base, settings, variants = bases[agent_name]
+            for variant, env, obs, distractor in itertools.product(variants, envs, obs_modes, distractors):
                 # a run without distractor has nothing to make hard: one run, labelled difficulty "none"
-                difficulty = "none" if distractor == "none" else difficulty
-                fields = {"env": env, "obs": obs, "distractor": distractor, "difficulty": difficulty, "seed": first_seed}
+                group = ["none"] if distractor == "none" else difficulties
+                # difficulties of one distractor type share every shape: one run, difficulty a batch axis;
+                # a lone preset stays static config, a split always draws per member around "medium"
+                batched_difficulty = len(group) > 1 or group[0] in SPLITS
+                static_difficulty = "medium" if batched_difficulty else group[0]
+                fields = {"env": env, "obs": obs, "distractor": distractor, "difficulty": static_difficulty, "seed": first_seed}
                 if image_size is not None:
                     fields["image_size"] = image_size
-                config = dataclasses.replace(base, **fields)
-                run_name = _run_name(agent_name, config)
+                config = dataclasses.replace(base, **variant, **fields)
+                run_name = _run_name(agent_name, config, group, variant)
                 if run_name in runs:
                     continue
+                members = [{"difficulty": d, **s} for d in group for s in settings] if batched_difficulty else list(settings)
+                targets = tuple(eval_difficulties) if distractor != "none" else ()
                 try:
-                    make_batch(config, num_seeds, settings)  # config.validate() and every sweep member's
+                    make_batch(config, num_seeds, members)  # config.validate(), every member's, and their distractor params
                     make_env(config)  # env, obs and distractor fit together
+                    for target in targets:
+                        make_batch(config, 1, [{"difficulty": target}])
                 except ValueError as err:
-                    _fail(path, where, f"run {run_name} ({agent_name} on {env}, obs={obs}, distractor={distractor}/{difficulty}): {err}")
-                runs[run_name] = RunSpec(run_name, agent_name, config, tuple(settings))
+                    _fail(path, where, f"run {run_name} ({agent_name} on {env}, obs={obs}, distractor={distractor}/{'+'.join(group)}): {err}")
+                runs[run_name] = RunSpec(run_name, agent_name, config, tuple(members), targets, dict(variant))
     return Experiment(
         name=name, description=description, path=path, seeds=num_seeds, checkpoint=checkpoint,
         runs=tuple(runs.values()), source=json.loads(json.dumps(table)),
@@ -333,8 +376,13 @@ def expand(table: Mapping[str, Any], path: str = "<experiment>") -> Experiment:
 
 
 def setting_label(setting: Mapping[str, Any]) -> str:
-    """'learning_rate=0.001, gamma=0.99' for a sweep setting ('' for the config as is)."""
-    return ", ".join(f"{k}={v}" for k, v in setting.items())
+    """'objective=dbc, learning_rate=0.001' for a run's swept values ('' for the config as is)."""
+    return ", ".join(f"{k}={_cell(v)}" for k, v in setting.items())
+
+
+def _cell(value: Any) -> Any:
+    """A swept value as a CSV cell: tuples (network sizes) as '64x64'."""
+    return _compact(value) if isinstance(value, (tuple, list)) else value
 
 
 def run_rows(experiment_name: str, spec: RunSpec, run_dir: str | os.PathLike) -> list[dict[str, Any]]:
@@ -345,43 +393,105 @@ def run_rows(experiment_name: str, spec: RunSpec, run_dir: str | os.PathLike) ->
     saved = json.loads((run_dir / "config.json").read_text())
     members = saved["members"]
     config = spec.config
-    swept = sorted({k for s in spec.overrides for k in s})
+    swept = sorted(({k for s in spec.overrides for k in s} | set(spec.variant)) - {"difficulty"})
     rows = []
     for row in read_csv(run_dir / "metrics.csv"):
         member = members[int(row["member"])]
-        setting = {k: v for k, v in member.items() if k != "seed"}
+        setting = {**spec.variant, **{k: v for k, v in member.items() if k not in ("seed", "difficulty")}}
         ret = float(row["return_mean"])
-        try:
-            score = references.normalized_score(config.env, ret, config.action_repeat)
-        except ValueError:
-            score = float("nan")  # no reference for this task: raw returns only
+        score = _normalized_score(config, ret)
         out = {
             "experiment": experiment_name, "run": spec.name, "agent": spec.agent, "env": config.env, "obs": config.obs,
-            "distractor": config.distractor, "difficulty": config.difficulty, "image_size": config.image_size,
+            "distractor": config.distractor, "difficulty": member.get("difficulty", config.difficulty), "image_size": config.image_size,
             "action_repeat": config.action_repeat, "setting": setting_label(setting), "seed": int(member["seed"]),
             "step": int(row["step"]), "env_steps": int(row["env_steps"]), "return_mean": ret,
-            "return_std": float(row["return_std"]), "normalized_score": score, "diverged": int(row["diverged"]),
+            "return_std": float(row["return_std"]), "normalized_score": score, "diverged": int(row["diverged"]), "eval_on": "",
         }
-        out.update({k: setting.get(k, getattr(config, k)) for k in swept})
+        out.update({k: _cell(setting.get(k, getattr(config, k))) for k in swept})
         out.update({k: float(v) for k, v in row.items() if k.startswith("probe")})
         rows.append(out)
     return rows
 
 
+def _normalized_score(config: TrainConfig, ret: float) -> float:
+    try:
+        return references.normalized_score(config.env, ret, config.action_repeat)
+    except ValueError:
+        return float("nan")  # no reference for this task: raw returns only
+
+
+def generalisation_rows(experiment_name: str, spec: RunSpec, run_dir: str | os.PathLike) -> list[dict[str, Any]]:
+    """Evaluate every member's final state under each of the run's `eval_difficulties`; one row per member and target.
+
+    The final state is the run's last checkpoint; only the member's distractor params change, so
+    the evaluation key (a function of the state) is the one of its last in-training evaluation
+    and a target equal to the member's own params reproduces that evaluation.
+    """
+    if not spec.eval_difficulties:
+        return []
+    import jax
+    import jax.numpy as jnp
+
+    from jaxrl_suite.config import DISTRACTOR_PARAMS, difficulty_params
+    from jaxrl_suite.runs import load_run, restore_state
+
+    run_dir = Path(run_dir)
+    _, static, batch, trainer = load_run(run_dir)
+    state, step = restore_state(run_dir, trainer, batch.keys, batch.hyper)
+    if state is None:
+        raise ValueError(f"{run_dir} holds no checkpoint: eval_difficulties needs the experiment's checkpoint = true")
+    own = state.hyper[DISTRACTOR_PARAMS]
+    draws = difficulty_params(static, spec.eval_difficulties)
+    config = spec.config
+    swept = sorted(({k for s in spec.overrides for k in s} | set(spec.variant)) - {"difficulty"})
+    env_steps = int(step) * trainer.trainer.env_steps_per_update
+    rows = []
+    for target in spec.eval_difficulties:
+        params = [draws[target](int(m["seed"])) for m in batch.members]
+        # same leaf dtypes as the trained members' params: one compiled evaluation for every target
+        stacked = jax.tree.map(lambda ref, *xs: jnp.stack(xs).astype(ref.dtype), own, *params)
+        result = jax.device_get(trainer.evaluate(state.replace(hyper={**state.hyper, DISTRACTOR_PARAMS: stacked})))
+        diverged = np.asarray(jax.device_get(state.diverged))
+        for m, member in enumerate(batch.members):
+            setting = {**spec.variant, **{k: v for k, v in member.items() if k not in ("seed", "difficulty")}}
+            ret = float(result["return_mean"][m])
+            out = {
+                "experiment": experiment_name, "run": spec.name, "agent": spec.agent, "env": config.env, "obs": config.obs,
+                "distractor": config.distractor, "difficulty": member.get("difficulty", config.difficulty),
+                "image_size": config.image_size, "action_repeat": config.action_repeat, "setting": setting_label(setting),
+                "seed": int(member["seed"]), "step": int(step), "env_steps": env_steps, "return_mean": ret,
+                "return_std": float(result["return_std"][m]), "normalized_score": _normalized_score(config, ret),
+                "diverged": int(diverged[m]), "eval_on": target,
+            }
+            out.update({k: _cell(setting.get(k, getattr(config, k))) for k in swept})
+            rows.append(out)
+    return rows
+
+
 def run_experiment(experiment: Experiment, out_dir: str | os.PathLike, progress: bool = True) -> Path:
     """Train every run of the experiment into OUT/runs/, then write results.csv and the report; returns OUT."""
+    import jax
+
     from jaxrl_suite import report
     from jaxrl_suite.runs import atomic_write_json, provenance, run, write_csv
+    from jaxrl_suite.sharding import is_main_process
 
+    # multi-process: every process trains every run (its share of the members; runs.run plans the
+    # devices and memory), process 0 alone collects rows and writes the experiment's files
+    main = is_main_process()
+    progress = progress and main
     out = Path(out_dir)
     out.mkdir(parents=True, exist_ok=True)
-    atomic_write_json(out / "experiment.json", {
+    write_json = atomic_write_json if main else (lambda *_: None)
+    write_json(out / "experiment.json", {
         "name": experiment.name, "description": experiment.description, "file": experiment.path, "seeds": experiment.seeds,
         "source": experiment.source, "runs": [
-            {"name": s.name, "agent": s.agent, "settings": list(s.overrides), "config": s.config.to_dict()} for s in experiment.runs
+            {"name": s.name, "agent": s.agent, "settings": list(s.overrides), "eval_difficulties": list(s.eval_difficulties),
+             "variant": {k: _cell(v) for k, v in s.variant.items()},
+             "config": s.config.to_dict()} for s in experiment.runs
         ],
     })
-    atomic_write_json(out / "provenance.json", provenance())
+    write_json(out / "provenance.json", provenance())
     rows: list[dict[str, Any]] = []
     timings = {}
     for i, spec in enumerate(experiment.runs):
@@ -392,10 +502,17 @@ def run_experiment(experiment: Experiment, out_dir: str | os.PathLike, progress:
         run(spec.config, run_dir, num_seeds=experiment.seeds, overrides=list(spec.overrides), agent=spec.agent,
             progress=progress, checkpoint=experiment.checkpoint)
         timings[spec.name] = time.perf_counter() - t0
-        rows.extend(run_rows(experiment.name, spec, run_dir))
-    write_csv(out / "results.csv", rows)
-    atomic_write_json(out / "timings.json", {"wall_time_s": timings, "total_s": float(np.sum(list(timings.values())))})
-    report.build_report(out)
+        if main:
+            rows.extend(run_rows(experiment.name, spec, run_dir))
+            rows.extend(generalisation_rows(experiment.name, spec, run_dir))
+    if main:
+        write_csv(out / "results.csv", rows)
+        atomic_write_json(out / "timings.json", {"wall_time_s": timings, "total_s": float(np.sum(list(timings.values())))})
+        report.build_report(out)
+    if jax.process_count() > 1:  # the others return once the report exists (on the shared DIR)
+        from jax.experimental import multihost_utils
+
+        multihost_utils.sync_global_devices("jaxrl_suite.run_experiment: report written")
     return out
 
 

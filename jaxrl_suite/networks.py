@@ -8,7 +8,7 @@ gain sqrt(2) in the torso, 0.01 on the policy output and 1.0 on the value output
 
 from __future__ import annotations
 
-from typing import Callable, Sequence
+from typing import Any, Callable, Sequence
 
 import distrax
 import flax.linen as nn
@@ -27,9 +27,47 @@ def activation(name: str) -> Callable[[jax.Array], jax.Array]:
     return ACTIVATIONS[name]
 
 
+def orthonormal_columns(matrix: jax.Array) -> jax.Array:
+    """Q of the thin QR of a tall (n, m) matrix with R's diagonal positive, by Gram-Schmidt twice (CGS2).
+
+    Matmuls only, no LAPACK: jaxlib's CPU QR kernel splits a batched (vmapped) QR over XLA's
+    intra-op thread pool and blocks a pool thread until its pieces finish, so two such QRs
+    running at once on a 2-core machine deadlock (every thread parked; seen with 8 vmapped
+    seeds' network inits). Gram-Schmidt gives the same Q as `jnp.linalg.qr` with flax's sign
+    fix, and reorthogonalising once keeps it orthogonal to float precision (Giraud et al. 2005).
+    """
+    n, m = matrix.shape
+
+    def add_column(j, q):
+        done = (jnp.arange(m) < j).astype(matrix.dtype)  # columns 0..j-1 are finished
+        v = matrix[:, j]
+        for _ in range(2):
+            v = v - q @ (done * (q.T @ v))
+        return q.at[:, j].set(v / jnp.linalg.norm(v))
+
+    return jax.lax.fori_loop(0, m, add_column, jnp.zeros_like(matrix))
+
+
 def orthogonal(gain: float) -> nn.initializers.Initializer:
-    """Orthogonal weight initialiser with the given gain."""
-    return nn.initializers.orthogonal(gain)
+    """Orthogonal weight initialiser with the given gain (flax's `orthogonal`, computed without LAPACK).
+
+    Same distribution and, up to float error, the same values as `nn.initializers.orthogonal`:
+    a Gaussian matrix of shape (max(rows, cols), min(rows, cols)), rows = prod(shape[:-1]), whose
+    orthonormalised columns are transposed when rows < cols (see `orthonormal_columns` for why
+    not QR).
+    """
+
+    def init(key: jax.Array, shape: Sequence[int], dtype: Any = jnp.float32) -> jax.Array:
+        if len(shape) < 2:
+            raise ValueError(f"orthogonal initialiser needs a shape of rank >= 2, got {tuple(shape)}")
+        rows, cols = int(np.prod(shape[:-1])), int(shape[-1])
+        normal = jax.random.normal(key, (max(rows, cols), min(rows, cols)), jnp.float32)
+        q = orthonormal_columns(normal)
+        if rows < cols:
+            q = q.T
+        return (gain * q.reshape(shape)).astype(dtype)
+
+    return init
 
 
 class MLP(nn.Module):

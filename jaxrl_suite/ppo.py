@@ -17,6 +17,17 @@ Discrete actions use a categorical policy, continuous ones an unbounded diagonal
 samples are clipped to the action box before the env step (the log-prob is of the unclipped
 sample). State observations go to separate actor and critic MLPs; pixel observations to one
 shared CNN encoder followed by the two MLP heads.
+
+Representation objectives (`representation.ObjectiveConfig`): with `objective` set (or a state
+encoder, latent_dim > 0) the network is split into an encoder (the CNN, or an MLP on states)
+and the actor-critic MLPs on its latent, and each minibatch minimises the PPO loss plus
+objective_weight * the objective's loss on the same minibatch's (obs, action as the env
+received it, reward, next obs, discount); next obs is the rollout's true successor
+(`info["final_observation"]` at an episode end). `critic_trains_encoder=False` detaches the
+latent from the PPO loss. PPO has no target network, so the objective's target
+(CURL's key encoder, MICo's and SimSR's target) is an EMA of the encoder and heads at rate
+`objective_tau` per minibatch step. ACRO is refused: its multi-step windows would have to come
+from within the rollout, which the minibatches shuffle away.
 """
 
 from __future__ import annotations
@@ -31,14 +42,16 @@ import optax
 from flax import struct
 
 from jaxrl_suite import rollout as rl
-from jaxrl_suite.config import _positive_int, sweep_field, TrainConfig, validate_network_fields
+from jaxrl_suite.config import _positive_int, sweep_field, validate_network_fields
 from jaxrl_suite.networks import MLP, CategoricalHead, CNNEncoder, GaussianHead, RunningNorm, ValueHead
+from jaxrl_suite.objectives import ema_update
+from jaxrl_suite.representation import ONLINE_REFUSED, ObjectiveConfig, StateEncoder, aux_metrics, build_objective
 from jaxrl_suite.training import Agent, Trainer, make_trainer
 
 
 @dataclasses.dataclass(frozen=True)
-class PPOConfig(TrainConfig):
-    """PPO hyperparameters; defaults are the continuous-control settings of PureJaxRL/CleanRL."""
+class PPOConfig(ObjectiveConfig):
+    """PPO hyperparameters; defaults are the continuous-control settings of PureJaxRL/CleanRL; objective fields from ObjectiveConfig."""
 
     num_envs: int = 16
     num_steps: int = 128
@@ -61,6 +74,13 @@ class PPOConfig(TrainConfig):
     ent_coef: float = sweep_field(0.0)
     max_grad_norm: float = sweep_field(0.5)
     init_log_std: float = sweep_field(0.0)
+    objective_tau: float = sweep_field(0.01)  # EMA rate of the objective's target (no PPO target network to share)
+
+    refused_objectives = {
+        **ONLINE_REFUSED,
+        "acro": "acro needs multi-step windows (o_t, o_t+k) from one episode, and PPO's minibatches are shuffled single "
+        "transitions; use acro with sac or dqn (replay windows) or offline",
+    }
 
     def validate(self) -> None:
         """Sizes positive, the batch divisible into minibatches, coefficients in range."""
@@ -84,6 +104,8 @@ class PPOConfig(TrainConfig):
         for name in ("clip_eps", "vf_coef", "ent_coef", "max_grad_norm"):
             if not getattr(self, name) >= 0:
                 raise ValueError(f"{name}={getattr(self, name)!r} must be >= 0")
+        if not 0.0 < self.objective_tau <= 1.0:
+            raise ValueError(f"objective_tau={self.objective_tau!r} must be in (0, 1]")
 
 
 # Named starting points; `jaxrl-suite train --preset NAME` starts from these and flags override.
@@ -150,6 +172,10 @@ class PPOState:
     obs_norm: RunningNorm
     return_norm: RunningNorm  # running std of the discounted return, for reward scaling
     discounted_return: jax.Array  # (num_envs,) running discounted return per env
+    objective_target: Any = None  # EMA of {"encoder", "heads"} when an objective is wired in (else None: no leaves)
+
+
+AUX_SALT = 0xA0B  # folded into a key for the objective's draws, so the no-objective program keeps its own key splits
 
 
 def gae(rewards, values, next_values, terminated, done, gamma, lam):
@@ -174,11 +200,29 @@ def make_agent(config: PPOConfig, env: Any, env_params: Any) -> Agent:
     batch_size = config.num_envs * config.num_steps
     minibatch_size = batch_size // config.num_minibatches
 
-    def network(cfg: PPOConfig) -> ActorCritic:
+    def network(cfg: PPOConfig, on_latent: bool = False) -> ActorCritic:
+        # on_latent: the actor-critic MLPs alone, reading the separate encoder's latent (objective wired in)
         return ActorCritic(
-            discrete, action_dim, pixels, config.hidden_sizes, config.activation, config.cnn_channels, config.cnn_strides,
-            config.cnn_features, init_log_std=cfg.init_log_std,
+            discrete, action_dim, pixels and not on_latent, config.hidden_sizes, config.activation, config.cnn_channels,
+            config.cnn_strides, config.cnn_features, init_log_std=cfg.init_log_std,
         )
+
+    objective = None
+    if config.wired:  # else the original program, untouched
+        if pixels:
+            encoder, latent_dim = CNNEncoder(config.cnn_channels, config.cnn_strides, features=config.cnn_features), config.cnn_features
+        else:
+            encoder, latent_dim = StateEncoder(config.encoder_hidden, config.latent_dim), config.latent_dim
+        objective = build_objective(config, encoder, latent_dim, action_dim, discrete, obs_shape, config.gamma)
+
+    def apply_net(params, cfg: PPOConfig, obs: jax.Array):
+        """(distribution, value) of (normalised) observations, through the separate encoder when wired."""
+        if objective is None:
+            return network(cfg).apply(params, obs)
+        latent = objective.encode({"encoder": params["encoder"], "heads": params["heads"]}, obs)
+        if not config.critic_trains_encoder:
+            latent = jax.lax.stop_gradient(latent)
+        return network(cfg, on_latent=True).apply(params["policy"], latent)
 
     def optimizer(cfg: PPOConfig, step: jax.Array) -> optax.GradientTransformation:
         # annealing within the update (not per minibatch): lr falls linearly to 0 at num_updates
@@ -192,7 +236,19 @@ def make_agent(config: PPOConfig, env: Any, env_params: Any) -> Agent:
         """Network, optimiser state, reset envs and normaliser statistics."""
         key_net, key_env = jax.random.split(key)
         env_carry = rl.reset(env, env_params, key_env, config.num_envs)
-        params = network(cfg).init(key_net, jnp.zeros((1,) + obs_shape, env_carry.obs.dtype))
+        objective_target = None
+        if objective is None:
+            params = network(cfg).init(key_net, jnp.zeros((1,) + obs_shape, env_carry.obs.dtype))
+        else:
+            key_objective, key_policy = jax.random.split(key_net)
+            n = config.num_envs
+            example_batch = {
+                "obs": env_carry.obs, "action": traj_action_example(n), "reward": jnp.zeros((n,)), "next_obs": env_carry.obs,
+                "discount": jnp.ones((n,)),
+            }
+            objective_target = objective.init(key_objective, example_batch)
+            latent = objective.encode(objective_target, env_carry.obs[:1])
+            params = {**objective_target, "policy": network(cfg, on_latent=True).init(key_policy, latent)}
         obs_norm = RunningNorm.create(obs_shape if not pixels else (1,))
         if config.normalize_obs:
             obs_norm = obs_norm.update(env_carry.obs)
@@ -203,11 +259,15 @@ def make_agent(config: PPOConfig, env: Any, env_params: Any) -> Agent:
             obs_norm=obs_norm,
             return_norm=RunningNorm.create(()),
             discounted_return=jnp.zeros((config.num_envs,), jnp.float32),
+            objective_target=objective_target,
         )
 
-    def loss_fn(params, cfg: PPOConfig, batch: dict[str, jax.Array]):
-        """Clipped surrogate + value loss - entropy bonus on one minibatch (PPO eq. 9)."""
-        dist, value = network(cfg).apply(params, batch["obs"])
+    def traj_action_example(n: int) -> jax.Array:
+        return jnp.zeros((n,), jnp.int32) if discrete else jnp.zeros((n, action_dim), jnp.float32)
+
+    def loss_fn(params, cfg: PPOConfig, batch: dict[str, jax.Array], objective_target=None):
+        """Clipped surrogate + value loss - entropy bonus on one minibatch (PPO eq. 9), plus the weighted objective."""
+        dist, value = apply_net(params, cfg, batch["obs"])
         log_prob = dist.log_prob(batch["action"])
         ratio = jnp.exp(log_prob - batch["log_prob"])
         adv = batch["advantage"]
@@ -231,15 +291,21 @@ def make_agent(config: PPOConfig, env: Any, env_params: Any) -> Agent:
             "approx_kl": jnp.mean(jnp.exp(log_ratio) - 1.0 - log_ratio),
             "clip_fraction": jnp.mean((jnp.abs(ratio - 1.0) > cfg.clip_eps).astype(jnp.float32)),
         }
+        if objective is not None:
+            objective_batch = {name: batch[name] for name in ("obs", "reward", "next_obs", "discount")}
+            objective_batch["action"] = batch["action_taken"]
+            online = {"encoder": params["encoder"], "heads": params["heads"]}
+            objective_loss, objective_aux = objective.loss(online, objective_target, objective_batch, batch["objective_key"])
+            total = total + cfg.objective_weight * objective_loss
+            aux.update({"loss": total, **aux_metrics(objective_loss, objective_aux)})
         return total, aux
 
     def update(state: PPOState, key: jax.Array, cfg: PPOConfig, step: jax.Array):
         """Collect a rollout, compute GAE, run the minibatch epochs; returns (state, losses, stats)."""
         key_roll, key_perm = jax.random.split(key)
-        net = network(cfg)
 
         def policy(obs, act_key):
-            dist, value = net.apply(state.params, prep(state, obs))
+            dist, value = apply_net(state.params, cfg, prep(state, obs))
             action = dist.sample(seed=act_key)
             return action, {"log_prob": dist.log_prob(action), "value": value}
 
@@ -260,7 +326,7 @@ def make_agent(config: PPOConfig, env: Any, env_params: Any) -> Agent:
             rewards = rewards / jnp.sqrt(return_norm.var + 1e-8)
 
         obs = prep(state, traj.obs)
-        _, next_values = net.apply(state.params, prep(state, traj.next_obs))
+        _, next_values = apply_net(state.params, cfg, prep(state, traj.next_obs))
         advantages, targets = gae(rewards, traj.extras["value"], next_values, terminated, done, cfg.gamma, cfg.gae_lambda)
         data = {
             "obs": obs,
@@ -270,25 +336,41 @@ def make_agent(config: PPOConfig, env: Any, env_params: Any) -> Agent:
             "advantage": advantages,
             "target": targets,
         }
+        if objective is not None:
+            # the objective sees the action the env received (clipped into the box) and the raw reward
+            data.update(
+                action_taken=rl.to_env_action(env, env_params, traj.action),
+                next_obs=prep(state, traj.next_obs),
+                reward=traj.reward,
+                discount=1.0 - terminated,
+            )
         data = jax.tree.map(lambda x: x.reshape((batch_size,) + x.shape[2:]), data)
         tx = optimizer(cfg, step)
 
         def epoch(carry, epoch_key):
             def minibatch(carry, mb):
-                params, opt_state = carry
-                grads, aux = jax.grad(loss_fn, has_aux=True)(params, cfg, mb)
+                params, opt_state, target = carry
+                grads, aux = jax.grad(loss_fn, has_aux=True)(params, cfg, mb, target)
                 updates, opt_state = tx.update(grads, opt_state, params)
-                return (optax.apply_updates(params, updates), opt_state), aux
+                params = optax.apply_updates(params, updates)
+                if objective is not None:
+                    target = ema_update(target, {"encoder": params["encoder"], "heads": params["heads"]}, cfg.objective_tau)
+                return (params, opt_state, target), aux
 
             perm = jax.random.permutation(epoch_key, batch_size)
             shuffled = jax.tree.map(lambda x: x[perm].reshape((config.num_minibatches, minibatch_size) + x.shape[1:]), data)
+            if objective is not None:
+                shuffled["objective_key"] = jax.random.split(jax.random.fold_in(epoch_key, AUX_SALT), config.num_minibatches)
             return jax.lax.scan(minibatch, carry, shuffled)
 
-        (params, opt_state), aux = jax.lax.scan(
-            epoch, (state.params, state.opt_state), jax.random.split(key_perm, config.update_epochs)
+        (params, opt_state, objective_target), aux = jax.lax.scan(
+            epoch, (state.params, state.opt_state, state.objective_target), jax.random.split(key_perm, config.update_epochs)
         )
         obs_norm = state.obs_norm.update(traj.obs) if config.normalize_obs else state.obs_norm
-        new_state = PPOState(params=params, opt_state=opt_state, env=env_carry, obs_norm=obs_norm, return_norm=return_norm, discounted_return=disc)
+        new_state = PPOState(
+            params=params, opt_state=opt_state, env=env_carry, obs_norm=obs_norm, return_norm=return_norm, discounted_return=disc,
+            objective_target=objective_target,
+        )
         finished = traj.done
         num_finished = finished.sum()
         stats = {
@@ -298,12 +380,22 @@ def make_agent(config: PPOConfig, env: Any, env_params: Any) -> Agent:
 
     def act(state: PPOState, obs: jax.Array, key: jax.Array, deterministic: bool) -> jax.Array:
         """Batch of actions: the mode (argmax / mean) when deterministic, else a sample."""
-        dist, _ = network_for_act.apply(state.params, prep(state, obs))
+        # act never reads the sweepable init_log_std (it lives in params after init), so the static config serves
+        dist, _ = apply_net(state.params, config, prep(state, obs))
         return dist.mode() if deterministic else dist.sample(seed=key)
 
-    # act never reads the sweepable init_log_std (it lives in params after init)
-    network_for_act = network(config)
-    return Agent(init=init, update=update, act=act, env_steps_per_update=batch_size)
+    def encode(state: PPOState, obs: jax.Array) -> jax.Array:
+        """The latent the heads read: the objective's encoder, else the CNN (pixels) or the actor's MLP torso (states)."""
+        x = prep(state, obs)
+        if objective is not None:
+            return objective.encode({"encoder": state.params["encoder"], "heads": state.params["heads"]}, x)
+        torso = CNNEncoder if pixels else MLP
+        _, captured = network(config).apply(
+            state.params, x, capture_intermediates=lambda module, method: method == "__call__" and isinstance(module, torso)
+        )
+        return captured["intermediates"][f"{torso.__name__}_0"]["__call__"][0]
+
+    return Agent(init=init, update=update, act=act, env_steps_per_update=batch_size, encode=encode)
 
 
 def make_train(config: PPOConfig) -> Trainer:
@@ -312,4 +404,4 @@ def make_train(config: PPOConfig) -> Trainer:
         raise ValueError(f"PPO needs a PPOConfig, got {type(config).__name__}")
     config.validate()
     env, env_params = rl.make_env(config)
-    return make_trainer(config, make_agent(config, env, env_params), env, env_params)
+    return make_trainer(config, lambda member_params: make_agent(config, env, member_params), env, env_params)

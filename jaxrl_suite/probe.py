@@ -8,7 +8,8 @@ dimensions whose variance is non-zero in both splits. An encoder that is robust 
 distractors should have high endo R^2 and low exo R^2.
 
 Two probes: ridge regression (default; inputs and targets standardised on the train split,
-closed form through an SVD, so l2 = 0 is the minimum-norm least-squares solution) and a small
+closed form by a Cholesky solve, or through an SVD for l2 = 0, the minimum-norm least-squares
+solution) and a small
 MLP trained full-batch with Adam for a fixed number of steps. Both are pure and jittable (static
 sizes only), so the training loop can run them at evaluation points inside its scan. Reference
 points reported beside every probe (`probe_with_references`): the oracle embedding (the endo
@@ -77,13 +78,37 @@ def _check_split(train_z, train_y, test_z, test_y):
         raise ValueError(f"need >= 2 samples in each split, got train {train_z.shape[0]}, test {test_z.shape[0]}")
 
 
+def cholesky_solve(a: jax.Array, b: jax.Array) -> jax.Array:
+    """X with A X = B for a symmetric positive definite (d, d) A, by a column-wise Cholesky in matmuls (no LAPACK)."""
+    d = a.shape[0]
+    index = jnp.arange(d)
+
+    def factor_column(j, lower):
+        # L[j:, j] = (A[j:, j] - L[j:, :j] L[j, :j]) / L[j, j], with rows < j masked off
+        column = a[:, j] - lower @ lower[j]
+        pivot = jnp.sqrt(jnp.maximum(column[j], jnp.finfo(a.dtype).tiny))
+        return lower.at[:, j].set(jnp.where(index >= j, column / pivot, 0.0))
+
+    lower = jax.lax.fori_loop(0, d, factor_column, jnp.zeros_like(a))
+
+    def forward(i, y):  # L y = b, row by row
+        return y.at[i].set((b[i] - lower[i] @ y) / lower[i, i])
+
+    def backward(k, x):  # L^T x = y, from the last row up
+        i = d - 1 - k
+        return x.at[i].set((y[i] - lower[:, i] @ x) / lower[i, i])
+
+    y = jax.lax.fori_loop(0, d, forward, jnp.zeros_like(b))
+    return jax.lax.fori_loop(0, d, backward, jnp.zeros_like(b))
+
+
 def ridge_probe(train_z, train_y, test_z, test_y, l2: float = 1e-3) -> dict[str, jax.Array]:
     """Ridge regression z -> y fit on train, scored on test: {"r2": mean R^2, "r2_per_dim": (dims,)}.
 
     Minimises (1/n) ||Y_s - Z_s W||^2 + l2 ||W||^2 on standardised Z_s, Y_s (train statistics),
-    i.e. W = V diag(s / (s^2 + n l2)) U^T Y_s from the thin SVD Z_s = U diag(s) V^T; singular
-    values below numpy's lstsq cut-off (max(n, d) * eps * s_max) are dropped, so l2 = 0 gives the
-    minimum-norm least-squares fit with an intercept.
+    i.e. W = (Z_s^T Z_s + n l2 I)^-1 Z_s^T Y_s by `cholesky_solve` when l2 > 0; for l2 = 0,
+    W = V diag(1 / s) U^T Y_s from the thin SVD Z_s = U diag(s) V^T with singular values below
+    numpy's lstsq cut-off (max(n, d) * eps * s_max) dropped: the minimum-norm least-squares fit.
     """
     train_z, train_y = _as_matrix("train_z", train_z), _as_matrix("train_y", train_y)
     test_z, test_y = _as_matrix("test_z", test_z), _as_matrix("test_y", test_y)
@@ -93,11 +118,17 @@ def ridge_probe(train_z, train_y, test_z, test_y, l2: float = 1e-3) -> dict[str,
     zs = (train_z - z_mean) / z_std
     ys = (train_y - y_mean) / y_std
     n, d = zs.shape
-    u, s, vt = jnp.linalg.svd(zs, full_matrices=False)
-    cutoff = max(n, d) * jnp.finfo(jnp.float32).eps * jnp.max(s)
-    kept = s > cutoff
-    shrink = jnp.where(kept, s / jnp.where(kept, s**2 + n * l2, 1.0), 0.0)
-    weights = vt.T @ (shrink[:, None] * (u.T @ ys))
+    if l2 > 0:
+        # (Z^T Z + n l2 I) W = Z^T Y is positive definite: a Cholesky solve of matmuls only, because
+        # jaxlib's CPU SVD/QR kernels split vmapped (batched) calls over XLA's thread pool and can
+        # deadlock on a 2-core machine when two run at once (see networks.orthonormal_columns)
+        weights = cholesky_solve(zs.T @ zs + n * l2 * jnp.eye(d, dtype=zs.dtype), zs.T @ ys)
+    else:
+        u, s, vt = jnp.linalg.svd(zs, full_matrices=False)
+        cutoff = max(n, d) * jnp.finfo(jnp.float32).eps * jnp.max(s)
+        kept = s > cutoff
+        shrink = jnp.where(kept, s / jnp.where(kept, s**2 + n * l2, 1.0), 0.0)
+        weights = vt.T @ (shrink[:, None] * (u.T @ ys))
     pred = ((test_z - z_mean) / z_std) @ weights * y_std + y_mean
     r2, per_dim = r2_scores(pred, test_y, y_constant)
     return {"r2": r2, "r2_per_dim": per_dim}

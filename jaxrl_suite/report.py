@@ -5,7 +5,13 @@
     OUT/aggregate.png            IQM, median, mean and optimality gap of normalised scores, with intervals
     OUT/plots/learning_curves.png  evaluation return against env steps, one panel per task
     OUT/plots/probe.png          final probe R^2 per method (only when results.csv has probe columns)
-    OUT/report.md                what was run, the table, and links to everything above
+    OUT/report.md                what was run, the table, a generalisation table (when results.csv has
+                                 `eval_on` rows), a probe table, and links to everything above
+
+Rows with a non-empty `eval_on` are evaluations of a run's final policy under other distractor
+params (`experiments.generalisation_rows`); they are kept out of the main table and curves and
+shown in their own table: per method, the IQM of the final return under its own params and
+under each target.
 
 A *method* is everything but the task and the seed: agent, sweep setting, observation mode and
 distractor/difficulty; a *task* is an env. Scores are the last evaluation point of each run.
@@ -45,8 +51,65 @@ def read_results(path: str | os.PathLike) -> pd.DataFrame:
     if missing:
         raise ValueError(f"{path} lacks the columns {missing}; it must be written by `jaxrl-suite run`")
     frame["setting"] = frame["setting"].astype(str)
+    # results written before generalisation rows existed have no eval_on column: all training rows
+    frame["eval_on"] = frame["eval_on"].astype(str) if "eval_on" in frame.columns else ""
+    for column in frame.columns:
+        if column.startswith("probe"):
+            # runs without a probe (or generalisation rows) leave these cells empty
+            frame[column] = pd.to_numeric(frame[column], errors="coerce")
     frame["method"] = [method_label(r) for r in frame[list(METHOD_KEYS)].to_dict("records")]
     return frame
+
+
+def training_rows(frame: pd.DataFrame) -> pd.DataFrame:
+    """The rows of the runs' own evaluations (empty `eval_on`)."""
+    return frame[frame["eval_on"] == ""].reset_index(drop=True)
+
+
+def generalisation_table(frame: pd.DataFrame) -> str:
+    """Markdown: per method, IQM final return [95% CI] under its own params and under each `eval_on` target ('' if none)."""
+    evals = frame[frame["eval_on"] != ""]
+    if evals.empty:
+        return ""
+    final = final_scores(training_rows(frame))
+    targets = list(dict.fromkeys(evals["eval_on"]))
+    lines = [
+        "| method | task | seeds | own (last training eval) | " + " | ".join(f"on {t}" for t in targets) + " |",
+        "|---|---|---|---|" + "---|" * len(targets),
+    ]
+    for method in _methods_in_order(evals):
+        for env in sorted(evals[evals["method"] == method]["env"].unique()):
+            own = final[(final["method"] == method) & (final["env"] == env)]
+            cells = [_iqm_cell(own["return_mean"])]
+            for target in targets:
+                rows = evals[(evals["method"] == method) & (evals["env"] == env) & (evals["eval_on"] == target)]
+                cells.append(_iqm_cell(rows["return_mean"]) if len(rows) else "n/a")
+            lines.append(f"| {method} | {env} | {own['seed'].nunique()} | " + " | ".join(cells) + " |")
+    return "\n".join(lines) + "\n"
+
+
+def _iqm_cell(values: pd.Series) -> str:
+    values = values.to_numpy(np.float64)
+    values = values[np.isfinite(values)]
+    if not values.size:
+        return "n/a"
+    return _interval(*stats.stratified_bootstrap_ci(values, stats.METRICS["IQM"], NUM_RESAMPLES, seed=SEED), 1)
+
+
+def probe_table(final: pd.DataFrame, methods: Sequence[str], columns: Sequence[str]) -> str:
+    """Markdown: per method, the mean final value of each probe column with a 95% bootstrap interval."""
+    lines = ["| method | " + " | ".join(columns) + " |", "|---|" + "---|" * len(columns)]
+    for method in methods:
+        rows = final[final["method"] == method]
+        cells = []
+        for column in columns:
+            values = rows[column].to_numpy(np.float64)
+            values = values[np.isfinite(values)]
+            cells.append(
+                _interval(*stats.stratified_bootstrap_ci(values, stats.METRICS["Mean"], NUM_RESAMPLES, seed=SEED), 3) if values.size else "n/a"
+            )
+        lines.append(f"| {method} | " + " | ".join(cells) + " |")
+    return "\n".join(lines) + "\n"
 
 
 def method_label(row: dict) -> str:
@@ -202,8 +265,8 @@ def plot_learning_curves(frame: pd.DataFrame, methods: Sequence[str], path: Path
 
 
 def probe_columns(frame: pd.DataFrame) -> list[str]:
-    """The probe R^2 columns results.csv carries (none when the runs measured no probe)."""
-    return [c for c in frame.columns if c.startswith("probe")]
+    """The probe columns results.csv carries with at least one value (none when the runs measured no probe)."""
+    return [c for c in frame.columns if c.startswith("probe") and frame[c].notna().any()]
 
 
 def plot_probe(final: pd.DataFrame, methods: Sequence[str], columns: Sequence[str], path: Path) -> None:
@@ -229,7 +292,8 @@ def plot_probe(final: pd.DataFrame, methods: Sequence[str], columns: Sequence[st
 def build_report(out_dir: str | os.PathLike) -> Path:
     """Write table.md, aggregate.png, plots/ and report.md of OUT from OUT/results.csv; returns report.md's path."""
     out = Path(out_dir)
-    frame = read_results(out / "results.csv")
+    everything = read_results(out / "results.csv")
+    frame = training_rows(everything)
     meta = json.loads((out / "experiment.json").read_text()) if (out / "experiment.json").is_file() else {}
     title = meta.get("name") or str(frame["experiment"].iloc[0] if "experiment" in frame else out.name)
     methods = _methods_in_order(frame)
@@ -252,7 +316,17 @@ def build_report(out_dir: str | os.PathLike) -> Path:
         lines += ["", "## Aggregate metrics", "", "![aggregate](aggregate.png)"]
     lines += ["", "## Learning curves", "", "![learning curves](plots/learning_curves.png)"]
     if probes:
-        lines += ["", "## Probe R^2", "", "![probe](plots/probe.png)"]
+        lines += ["", "## Probe R^2", "", "Final value per method: mean over seeds [95% bootstrap CI].", ""]
+        lines += [probe_table(final, methods, probes), "![probe](plots/probe.png)"]
+    general = generalisation_table(everything)
+    if general:
+        lines += [
+            "", "## Generalisation", "",
+            "Final policies evaluated under other distractor params (`eval_on`): IQM of the evaluation return over seeds "
+            "[stratified bootstrap 95% CI]; `own` is each run's last evaluation under its training params. A split "
+            "(train/test) is one draw per member from that split's ranges.", "",
+            general,
+        ]
     lines += ["", table.replace("# ", "## ", 1)]
     runs_dir = out / "runs"
     if runs_dir.is_dir():

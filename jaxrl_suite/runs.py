@@ -200,10 +200,12 @@ def plot_learning_curves(path: str | os.PathLike, metrics: Mapping[str, Any], me
 # ---- checkpoints -----------------------------------------------------------------------------------
 
 
-def _checkpoint_manager(out_dir: Path, max_to_keep: int = 2):
+def _checkpoint_manager(out_dir: Path, max_to_keep: int = 2, cleanup: bool = False):
     import orbax.checkpoint as ocp
 
-    options = ocp.CheckpointManagerOptions(max_to_keep=max_to_keep, create=True)
+    # cleanup: a checkpoint a killed run left uncommitted (orbax's *.orbax-checkpoint-tmp* directory, never
+    # restored) is deleted when the writing manager opens; only that one cleans, two would race in rmtree
+    options = ocp.CheckpointManagerOptions(max_to_keep=max_to_keep, create=True, cleanup_tmp_directories=cleanup)
     return ocp.CheckpointManager((out_dir / "checkpoints").resolve(), options=options)
 
 
@@ -220,16 +222,26 @@ def _state_from_leaves(saved: Mapping[str, Any], abstract: Any) -> Any:
 
 
 def restore_state(out_dir: str | os.PathLike, trainer: BatchedTrainer, keys: jax.Array, hyper: Any, step: int | None = None):
-    """The batched TrainState saved in `out_dir` (latest, or after update `step`), or None when there is none."""
+    """Host (numpy) copy of the batched TrainState saved in `out_dir` (latest, or after update `step`), or (None, None).
+
+    A checkpoint written from devices holds the padded member axis of its mesh (`sharding`); the
+    padding is dropped here, so a run resumes on any number of devices.
+    """
     import orbax.checkpoint as ocp
 
-    manager = _checkpoint_manager(Path(out_dir))
+    # a reading manager told its handler, so it can report the saved shapes before restoring
+    manager = ocp.CheckpointManager((Path(out_dir) / "checkpoints").resolve(), item_handlers=ocp.StandardCheckpointHandler())
     step = manager.latest_step() if step is None else step
     if step is None:
+        manager.close()
         return None, None
     abstract = jax.eval_shape(trainer.init, keys, hyper)
-    saved = manager.restore(step, args=ocp.args.StandardRestore(_checkpoint_leaves(abstract)))
+    saved_meta = manager.item_metadata(step)
+    template = {name: np.zeros(tuple(saved_meta[name].shape), leaf.dtype) for name, leaf in _checkpoint_leaves(abstract).items()}
+    saved = manager.restore(step, args=ocp.args.StandardRestore(template))
     manager.close()
+    num_members = int(np.shape(keys)[0])
+    saved = {name: np.asarray(leaf)[:num_members] for name, leaf in saved.items()}
     return _state_from_leaves(saved, abstract), step
 
 
@@ -245,8 +257,21 @@ def run(
     progress: bool = True,
     checkpoint: bool = True,
     resume: bool = True,
+    devices: str | int | None = None,
+    memory_limit_bytes: int | None = None,
+    members_per_call: int | None = None,
 ) -> dict[str, Any]:
-    """Train every member, write the run directory, and return the summary dict."""
+    """Train every member, write the run directory, and return the summary dict.
+
+    The member axis is sharded over `devices` ("all" or N per process; default `sharding.select_devices`)
+    and split into sequential sub-batches when one call would not fit `memory_limit_bytes` per device
+    (default: the device's free memory) or exceeds `members_per_call` (`sharding.plan_batch`). In a
+    multi-process run every process calls this; process 0 alone writes the files, and every process
+    writes its own shards of the orbax checkpoints (so DIR must be on a filesystem all of them share).
+    """
+    from jaxrl_suite.sharding import is_main_process, plan_batch
+
+    main = is_main_process()
     agent = agent or agents.agent_name_of(config)
     static, batch = make_batch(config, num_seeds, overrides)
     trainer = batched(agents.make_train(agent, static))  # validates before anything compiles
@@ -259,45 +284,58 @@ def run(
         "members": list(batch.members),
     })
     if resume and (out / "config.json").exists() and json.loads((out / "config.json").read_text()) != record:
-        raise ValueError(f"{out} holds a run of a different config; choose a new --out or pass resume=False")
-    out.mkdir(parents=True, exist_ok=True)
-    atomic_write_json(out / "config.json", record)
-    atomic_write_json(out / "provenance.json", provenance())
+        raise ValueError(f"{out} holds a run of a different config ({_record_difference(json.loads((out / 'config.json').read_text()), record)}); "
+                         "choose a new --out (from Python: or pass resume=False)")
+    if jax.process_count() > 1:  # every process has checked DIR before process 0 writes into it
+        from jax.experimental import multihost_utils
 
-    manager = _checkpoint_manager(out) if checkpoint else None
+        multihost_utils.sync_global_devices(f"jaxrl_suite.runs.run: checked {out}")
+    try:
+        out.mkdir(parents=True, exist_ok=True)
+        if not os.access(out, os.W_OK | os.X_OK):
+            raise PermissionError(13, "Permission denied")
+    except OSError as err:  # before anything is written or compiled, named as the output directory
+        raise ValueError(f"cannot write the output directory {out}: {err.strerror or err}") from None
+    if main:
+        atomic_write_json(out / "config.json", record)
+        atomic_write_json(out / "provenance.json", provenance())
+
+    manager = _checkpoint_manager(out, cleanup=main) if checkpoint else None
     state, start_chunk, rows = None, 0, []
     if resume and manager is not None and manager.latest_step() is not None and (out / "metrics.csv").exists():
         state, step = restore_state(out, trainer, batch.keys, batch.hyper)
         start_chunk = step // static.updates_per_chunk
         rows = [r for r in _typed_rows(read_csv(out / "metrics.csv")) if r["step"] <= step]
+    for stale in [*out.glob(".*.tmp*"), *out.glob("plots/.*.tmp*")] if main else []:  # a killed atomic_write_bytes' leftovers
+        stale.unlink()
     t_start = time.perf_counter()
-    if state is None:
-        state = trainer.init(batch.keys, batch.hyper)
+    plan = plan_batch(trainer, batch.keys, batch.hyper, devices=devices, memory_limit_bytes=memory_limit_bytes, members_per_call=members_per_call)
+    state = plan.init(batch.keys, batch.hyper) if state is None else plan.load(state)
 
     from tensorboardX import SummaryWriter
     from tqdm.auto import tqdm
 
-    writer = SummaryWriter(str(out / "tensorboard"))
+    writer = SummaryWriter(str(out / "tensorboard")) if main else None
     first_chunk_s = None
     bar = tqdm(total=static.num_chunks, initial=start_chunk, disable=not progress, desc=f"{agent} {static.env}", unit="chunk")
     for chunk in range(start_chunk, static.num_chunks):
         t0 = time.perf_counter()
-        state, metrics = trainer.update(state)
-        metrics = jax.device_get(metrics)
+        state, metrics = plan.update(state)  # metrics: host arrays of every member, on every process
         if first_chunk_s is None:
             first_chunk_s = time.perf_counter() - t0
         rows.extend(metric_rows(metrics, batch.members))
-        write_csv(out / "metrics.csv", rows)
-        for k in range(metrics["step"].shape[1]):
-            x = int(metrics["env_steps"][0, k])
-            for name, value in metrics.items():
-                finite = np.asarray(value[:, k], np.float64)
-                finite = finite[np.isfinite(finite)]
-                if name not in ("step", "env_steps") and finite.size:  # e.g. no training episode ended yet
-                    writer.add_scalar(f"{name}/mean", float(finite.mean()), x)
-            for m in range(batch.size):
-                writer.add_scalar(f"return_mean/member_{m}", float(metrics["return_mean"][m, k]), x)
-        writer.flush()
+        if main:
+            write_csv(out / "metrics.csv", rows)
+            for k in range(metrics["step"].shape[1]):
+                x = int(metrics["env_steps"][0, k])
+                for name, value in metrics.items():
+                    finite = np.asarray(value[:, k], np.float64)
+                    finite = finite[np.isfinite(finite)]
+                    if name not in ("step", "env_steps") and finite.size:  # e.g. no training episode ended yet
+                        writer.add_scalar(f"{name}/mean", float(finite.mean()), x)
+                for m in range(batch.size):
+                    writer.add_scalar(f"return_mean/member_{m}", float(metrics["return_mean"][m, k]), x)
+            writer.flush()
         if manager is not None:
             import orbax.checkpoint as ocp
 
@@ -305,7 +343,8 @@ def run(
         bar.set_postfix(ret=f"{np.nanmean(metrics['return_mean'][:, -1]):.1f}", diverged=int(metrics["diverged"][:, -1].sum()))
         bar.update(1)
     bar.close()
-    writer.close()
+    if writer is not None:
+        writer.close()
     if manager is not None:
         manager.wait_until_finished()
         manager.close()
@@ -313,20 +352,38 @@ def run(
 
     all_metrics = _metrics_from_rows(rows, batch.size)
     summary = summarise(static, agent, batch.members, all_metrics, wall_s, first_chunk_s)
-    atomic_write_json(out / "summary.json", summary)
-    plot_learning_curves(out / "plots" / "learning_curve.png", all_metrics, batch.members, f"{agent} on {static.env} ({static.obs}, {static.distractor}/{static.difficulty})")
+    summary["layout"] = plan.describe()
+    if main:
+        atomic_write_json(out / "summary.json", summary)
+        plot_learning_curves(out / "plots" / "learning_curve.png", all_metrics, batch.members, f"{agent} on {static.env} ({static.obs}, {static.distractor}/{static.difficulty})")
     return summary
 
 
+def _record_difference(saved: Mapping[str, Any], record: Mapping[str, Any], limit: int = 4) -> str:
+    """The first fields where a run directory's config.json differs from this run's, as 'field: saved there, given here'."""
+    def flat(d: Mapping[str, Any]) -> dict[str, Any]:
+        return {**{k: v for k, v in d.items() if k != "config"}, **{f"config.{k}": v for k, v in d.get("config", {}).items()}}
+
+    there, here = flat(saved), flat(record)
+    diffs = [f"{k}: {there.get(k)!r} there, {here.get(k)!r} here" for k in dict.fromkeys([*there, *here]) if there.get(k) != here.get(k)]
+    return "; ".join(diffs[:limit]) + (f"; and {len(diffs) - limit} more" if len(diffs) > limit else "")
+
+
 def _typed_rows(rows: list[dict[str, str]]) -> list[dict[str, Any]]:
+    """CSV strings back to int, float or str, so that rewriting a row reproduces its text exactly."""
     out = []
     for row in rows:
         typed = {}
         for k, v in row.items():
+            # int first: str(int) never has "." or "e", while a float's repr always does (or is nan/inf),
+            # so a resumed metrics.csv keeps "0" as "0" (not "0.0") and is bitwise the uninterrupted one
             try:
-                typed[k] = int(v) if k in ("member", "step", "env_steps", "diverged") else float(v)
+                typed[k] = int(v)
             except ValueError:
-                typed[k] = v
+                try:
+                    typed[k] = float(v)
+                except ValueError:
+                    typed[k] = v
         out.append(typed)
     return out
 
@@ -415,9 +472,10 @@ def write_policy_video(trainer: BatchedTrainer, state: Any, member: int, path: P
     num_steps = num_steps or int(params.max_steps_in_episode)
 
     def policy(key, obs):
-        return base.agent.act(member_state.agent, obs[None], key, True)[0]
+        return base.member_agent(member_state).act(member_state.agent, obs[None], key, True)[0]
 
     tmp = path.with_name(f".tmp{os.getpid()}-{path.name}")  # suffix kept: it picks the format
-    render_episode(env, params, policy, jax.random.fold_in(member_state.eval_key, 1), tmp, num_steps=num_steps)
+    # the member's own distractor params: a difficulty-batched run renders each member at its difficulty
+    render_episode(env, base.member_env_params(member_state), policy, jax.random.fold_in(member_state.eval_key, 1), tmp, num_steps=num_steps)
     os.replace(tmp, path)
     return str(path)

@@ -30,6 +30,17 @@ Pixels (DrQ, Kostrikov et al. 2021; DrQ-v2, Yarats et al. 2022): a CNN encoder s
 critics is trained by the critic loss only; the actor sees its features under stop-gradient, the
 target critics use a Polyak-averaged copy of the encoder. obs and next_obs are augmented
 independently by a random shift of up to `shift_pad` pixels (one augmentation each: K = M = 1).
+
+Representation objectives (`representation.ObjectiveConfig`): with `objective` set (or a state
+encoder, latent_dim > 0) the critic's step minimises critic_loss + objective_weight *
+objective_loss over {encoder, critics, objective heads}, the objective's loss computed on the
+same replay minibatch (obs, action, reward, next_obs, discount; unaugmented: each objective
+augments as its paper does) or, for ACRO, on multi-step pairs (obs_t, a_t, obs_{t+k}, k) from
+`replay.sample_multistep_pairs`. The actor reads the latent detached, and
+`critic_trains_encoder=False` detaches it from the critic too. The objective's target encoder
+(CURL's key encoder, MICo's and SimSR's target) is the critics' Polyak-averaged encoder, as
+in CURL's and DBC's SAC code; the heads and the actor read the objective's `encode` (RepDIB:
+the quantised latent).
 """
 
 from __future__ import annotations
@@ -49,14 +60,15 @@ from gymnax.environments import spaces
 from jaxrl_suite import replay
 from jaxrl_suite import rollout as rl
 from jaxrl_suite.augment import random_shift
-from jaxrl_suite.config import _positive_int, sweep_field, TrainConfig, validate_network_fields
+from jaxrl_suite.config import _positive_int, sweep_field, validate_network_fields
 from jaxrl_suite.networks import MLP, CNNEncoder, QEnsemble, TanhGaussianHead
+from jaxrl_suite.representation import ObjectiveConfig, StateEncoder, aux_metrics, build_objective, multistep_batch
 from jaxrl_suite.training import Agent, Trainer, make_trainer
 
 
 @dataclasses.dataclass(frozen=True)
-class SACConfig(TrainConfig):
-    """SAC hyperparameters; defaults follow SAC (Haarnoja et al. 2018, Table 1) and DrQ for pixels."""
+class SACConfig(ObjectiveConfig):
+    """SAC hyperparameters; defaults follow SAC (Haarnoja et al. 2018, Table 1) and DrQ for pixels; objective fields from ObjectiveConfig."""
 
     num_envs: int = 4
     collect_steps: int = 1  # agent steps per env per update
@@ -101,12 +113,20 @@ class SACConfig(TrainConfig):
             raise ValueError(f"gamma={self.gamma!r} must be in [0, 1]")
         if not 0.0 < self.tau <= 1.0:
             raise ValueError(f"tau={self.tau!r} must be in (0, 1]")
+        if "acro" in (self.objective, self.repdib_inner) and self.buffer_size // self.num_envs < ACRO_MAX_K:
+            raise ValueError(
+                f"objective acro draws offsets k up to {ACRO_MAX_K - 1}: buffer_size // num_envs = {self.buffer_size // self.num_envs} "
+                f"must be >= {ACRO_MAX_K}"
+            )
 
     @property
     def warmup_updates(self) -> int:
         """Updates whose actions are random and whose gradient steps are discarded."""
         return math.ceil(self.warmup_steps / (self.num_envs * self.collect_steps))
 
+
+ACRO_MAX_K = 15  # ACRO's K (offsets 1..K-1; the objective's default, Islam et al. 2022)
+AUX_SALT = 0xA0B  # folded into a key for the objective's draws, so the no-objective program keeps its own key splits
 
 # Named starting points; `jaxrl-suite train --agent sac --preset NAME` starts from these.
 PRESETS: dict[str, SACConfig] = {
@@ -163,11 +183,11 @@ class Identity(nn.Module):
 class SACState:
     """Everything SAC carries between updates."""
 
-    params: dict[str, Any]  # {"encoder", "actor", "critic"}
+    params: dict[str, Any]  # {"encoder", "actor", "critic"}, plus "heads" (the objective's models) when wired
     target_params: dict[str, Any]  # {"encoder", "critic"}: Polyak averages of the online ones
     log_alpha: jax.Array
     actor_opt: Any
-    critic_opt: Any  # over {"encoder", "critic"}: the critic trains the encoder
+    critic_opt: Any  # over {"encoder", "critic"} (+ "heads"): the critic (and the objective) train the encoder
     alpha_opt: Any
     env: rl.RolloutState
     buffer: replay.ReplayBuffer
@@ -209,9 +229,23 @@ def make_agent(config: SACConfig, env: Any, env_params: Any) -> Agent:
     capacity = config.buffer_size // config.num_envs + 2  # + the provisional row and one final row
     warmup_updates = config.warmup_updates
 
-    encoder = CNNEncoder(config.cnn_channels, config.cnn_strides, features=config.cnn_features) if pixels else Identity()
+    if pixels:
+        encoder, latent_dim = CNNEncoder(config.cnn_channels, config.cnn_strides, features=config.cnn_features), config.cnn_features
+    elif config.latent_dim:
+        encoder, latent_dim = StateEncoder(config.encoder_hidden, config.latent_dim), config.latent_dim
+    else:
+        encoder, latent_dim = Identity(), None
+    # None keeps the original program exactly (no objective terms, no extra key draws)
+    objective = build_objective(config, encoder, latent_dim, action_dim, False, obs_shape, config.gamma, config.shift_pad) if config.wired else None
+    multistep = objective is not None and "obs_k" in objective.requires
     actor = Actor(action_dim, config.hidden_sizes, config.activation, config.log_std_min, config.log_std_max)
     critic = QEnsemble(config.hidden_sizes, config.activation, num_critics=2)
+
+    def encode_obs(encoder_params, heads, obs: jax.Array) -> jax.Array:
+        # the objective's encode is the latent it shapes (RepDIB: quantised); else the encoder itself
+        if objective is None:
+            return encoder.apply(encoder_params, obs)
+        return objective.encode({"encoder": encoder_params, "heads": heads}, obs)
 
     def to_env_action(unit_action: jax.Array) -> jax.Array:
         # affine map of the policy's (-1, 1) onto [low, high]
@@ -227,13 +261,25 @@ def make_agent(config: SACConfig, env: Any, env_params: Any) -> Agent:
         key_enc, key_actor, key_critic, key_env = jax.random.split(key, 4)
         env_carry = rl.reset(env, env_params, key_env, config.num_envs)
         example_obs = env_carry.obs[:1]
-        enc_params = encoder.init(key_enc, example_obs)
-        features = encoder.apply(enc_params, example_obs)
+        if objective is None:
+            enc_params, heads = encoder.init(key_enc, example_obs), None
+        else:
+            n = config.num_envs
+            example_batch = {
+                "obs": env_carry.obs, "action": jnp.zeros((n, action_dim)), "reward": jnp.zeros((n,)), "next_obs": env_carry.obs,
+                "discount": jnp.ones((n,)), "obs_k": env_carry.obs, "k": jnp.ones((n,), jnp.int32),
+            }
+            objective_params = objective.init(key_enc, example_batch)
+            enc_params, heads = objective_params["encoder"], objective_params["heads"]
+        features = encode_obs(enc_params, heads, example_obs)
         params = {
             "encoder": enc_params,
             "actor": actor.init(key_actor, features),
             "critic": critic.init(key_critic, features, jnp.zeros((1, action_dim))),
         }
+        critic_vars = {"encoder": params["encoder"], "critic": params["critic"]}
+        if objective is not None:
+            params["heads"] = critic_vars["heads"] = heads
         log_alpha = jnp.log(jnp.asarray(cfg.init_temperature, jnp.float32))
         actor_tx, critic_tx, alpha_tx = optimizers(cfg)
         example = {
@@ -249,24 +295,38 @@ def make_agent(config: SACConfig, env: Any, env_params: Any) -> Agent:
             target_params={"encoder": params["encoder"], "critic": params["critic"]},
             log_alpha=log_alpha,
             actor_opt=actor_tx.init(params["actor"]),
-            critic_opt=critic_tx.init({"encoder": params["encoder"], "critic": params["critic"]}),
+            critic_opt=critic_tx.init(critic_vars),
             alpha_opt=alpha_tx.init(log_alpha),
             env=env_carry,
             buffer=replay.init(example, config.num_envs, capacity),
         )
 
-    def critic_loss_fn(critic_vars, params, target_params, log_alpha, cfg: SACConfig, batch, key):
+    def critic_loss_fn(critic_vars, params, target_params, log_alpha, cfg: SACConfig, batch, aux_batch, key):
         key_next, key_obs, key_next_obs = jax.random.split(key, 3)
+        heads = critic_vars.get("heads")
         obs = augment(key_obs, batch["obs"])
         next_obs = augment(key_next_obs, batch["next_obs"])
         # target: a' from the current policy on online features, Q' from the target encoder and critics
-        next_dist = actor.apply(params["actor"], encoder.apply(critic_vars["encoder"], next_obs))
+        next_dist = actor.apply(params["actor"], encode_obs(critic_vars["encoder"], heads, next_obs))
         next_action, next_log_prob = next_dist.sample_and_log_prob(seed=key_next)
-        next_q = critic.apply(target_params["critic"], encoder.apply(target_params["encoder"], next_obs), next_action)
+        next_q = critic.apply(target_params["critic"], encode_obs(target_params["encoder"], heads, next_obs), next_action)
         target = jax.lax.stop_gradient(soft_td_target(batch["reward"], batch["discount"], next_q, next_log_prob, jnp.exp(log_alpha), cfg.gamma))
-        q = critic.apply(critic_vars["critic"], encoder.apply(critic_vars["encoder"], obs), batch["action"])
+        features = encode_obs(critic_vars["encoder"], heads, obs)
+        if not config.critic_trains_encoder:
+            features = jax.lax.stop_gradient(features)
+        q = critic.apply(critic_vars["critic"], features, batch["action"])
         loss = jnp.sum(jnp.mean(jnp.square(q - target[None]), axis=1))
-        return loss, (obs, jnp.mean(q))
+        if objective is None:
+            return loss, (obs, jnp.mean(q), {})
+        # the objective's target encoder is the critics' Polyak-averaged one (CURL's, DBC's SAC code)
+        objective_loss, aux = objective.loss(
+            {"encoder": critic_vars["encoder"], "heads": heads},
+            {"encoder": target_params["encoder"], "heads": heads},
+            aux_batch,
+            jax.random.fold_in(key, AUX_SALT),
+        )
+        total = loss + cfg.objective_weight * objective_loss
+        return total, (obs, jnp.mean(q), {"critic_loss": loss, **aux_metrics(objective_loss, aux)})
 
     def actor_loss_fn(actor_params, features, critic_params, log_alpha, key):
         dist = actor.apply(actor_params, features)
@@ -275,18 +335,18 @@ def make_agent(config: SACConfig, env: Any, env_params: Any) -> Agent:
         loss = jnp.mean(jnp.exp(log_alpha) * log_prob - q)
         return loss, log_prob
 
-    def gradient_step(state: SACState, cfg: SACConfig, batch, key):
+    def gradient_step(state: SACState, cfg: SACConfig, batch, aux_batch, key):
         key_critic, key_actor = jax.random.split(key)
         actor_tx, critic_tx, alpha_tx = optimizers(cfg)
-        critic_vars = {"encoder": state.params["encoder"], "critic": state.params["critic"]}
-        (critic_loss, (obs_aug, q_mean)), grads = jax.value_and_grad(critic_loss_fn, has_aux=True)(
-            critic_vars, state.params, state.target_params, state.log_alpha, cfg, batch, key_critic
+        critic_vars = {name: state.params[name] for name in ("encoder", "critic", "heads") if name in state.params}
+        (critic_loss, (obs_aug, q_mean, objective_metrics)), grads = jax.value_and_grad(critic_loss_fn, has_aux=True)(
+            critic_vars, state.params, state.target_params, state.log_alpha, cfg, batch, aux_batch, key_critic
         )
         updates, critic_opt = critic_tx.update(grads, state.critic_opt, critic_vars)
         critic_vars = optax.apply_updates(critic_vars, updates)
 
         # the actor sees the (just updated) encoder's features under stop-gradient (DrQ-v2)
-        features = jax.lax.stop_gradient(encoder.apply(critic_vars["encoder"], obs_aug))
+        features = jax.lax.stop_gradient(encode_obs(critic_vars["encoder"], critic_vars.get("heads"), obs_aug))
         (actor_loss, log_prob), grads = jax.value_and_grad(actor_loss_fn, has_aux=True)(
             state.params["actor"], features, critic_vars["critic"], state.log_alpha, key_actor
         )
@@ -299,9 +359,10 @@ def make_agent(config: SACConfig, env: Any, env_params: Any) -> Agent:
         updates, alpha_opt = alpha_tx.update(grad, state.alpha_opt, state.log_alpha)
         log_alpha = optax.apply_updates(state.log_alpha, updates)
 
-        target_params = optax.incremental_update(critic_vars, state.target_params, cfg.tau)
+        online = {"encoder": critic_vars["encoder"], "critic": critic_vars["critic"]}
+        target_params = optax.incremental_update(online, state.target_params, cfg.tau)
         new_state = state.replace(
-            params={"encoder": critic_vars["encoder"], "actor": actor_params, "critic": critic_vars["critic"]},
+            params={**critic_vars, "actor": actor_params},
             target_params=target_params,
             log_alpha=log_alpha,
             actor_opt=actor_opt,
@@ -315,6 +376,7 @@ def make_agent(config: SACConfig, env: Any, env_params: Any) -> Agent:
             "temperature": jnp.exp(log_alpha),
             "entropy": -jnp.mean(log_prob),
             "q_mean": q_mean,
+            **objective_metrics,  # with an objective: critic_loss without it, objective_loss and its aux
         }
         return new_state, metrics
 
@@ -324,7 +386,7 @@ def make_agent(config: SACConfig, env: Any, env_params: Any) -> Agent:
 
         def policy(obs, act_key):
             key_pi, key_random = jax.random.split(act_key)
-            dist = actor.apply(state.params["actor"], encoder.apply(state.params["encoder"], obs))
+            dist = actor.apply(state.params["actor"], encode_obs(state.params["encoder"], state.params.get("heads"), obs))
             unit = jnp.where(warm, jax.random.uniform(key_random, (obs.shape[0], action_dim), minval=-1.0, maxval=1.0), dist.sample(seed=key_pi))
             return to_env_action(unit), {"unit_action": unit}
 
@@ -342,7 +404,14 @@ def make_agent(config: SACConfig, env: Any, env_params: Any) -> Agent:
         )
         # one sampler call for all gradient steps: validity masks are computed once per update
         sample = replay.sample_transitions(buffer, key_sample, config.gradient_steps * config.batch_size)
-        batches = jax.tree.map(lambda x: x.reshape((config.gradient_steps, config.batch_size) + x.shape[1:]), sample)
+        if objective is None:
+            aux_sample = {}
+        elif multistep:
+            pairs = replay.sample_multistep_pairs(buffer, jax.random.fold_in(key_sample, AUX_SALT), config.gradient_steps * config.batch_size, ACRO_MAX_K)
+            aux_sample = multistep_batch(pairs, sample)
+        else:
+            aux_sample = {name: sample[name] for name in ("obs", "action", "reward", "next_obs", "discount")}
+        batches = jax.tree.map(lambda x: x.reshape((config.gradient_steps, config.batch_size) + x.shape[1:]), (sample, aux_sample))
 
         def learn(carry, inputs):
             # the scan carries only what learning changes, not the buffer
@@ -350,7 +419,7 @@ def make_agent(config: SACConfig, env: Any, env_params: Any) -> Agent:
             return {name: getattr(learned, name) for name in LEARNED_FIELDS}, metrics
 
         before = {name: getattr(state, name) for name in LEARNED_FIELDS}
-        after, metrics = jax.lax.scan(learn, before, (batches, jax.random.split(key_learn, config.gradient_steps)))
+        after, metrics = jax.lax.scan(learn, before, (*batches, jax.random.split(key_learn, config.gradient_steps)))
         # warm-up: the networks stay as they were; the buffer and the env carry advance either way
         kept = jax.tree.map(lambda old, new: jnp.where(warm, old, new), before, after)
         new_state = state.replace(buffer=buffer, env=env_carry, **kept)
@@ -359,11 +428,15 @@ def make_agent(config: SACConfig, env: Any, env_params: Any) -> Agent:
         return new_state, jax.tree.map(jnp.mean, metrics), stats
 
     def act(state: SACState, obs: jax.Array, key: jax.Array, deterministic: bool) -> jax.Array:
-        dist = actor.apply(state.params["actor"], encoder.apply(state.params["encoder"], obs))
+        dist = actor.apply(state.params["actor"], encode_obs(state.params["encoder"], state.params.get("heads"), obs))
         unit = dist.bijector.forward(dist.distribution.mean()) if deterministic else dist.sample(seed=key)
         return to_env_action(unit)
 
-    return Agent(init=init, update=update, act=act, env_steps_per_update=config.num_envs * config.collect_steps)
+    def encode(state: SACState, obs: jax.Array) -> jax.Array:
+        # what actor and critics read: the latent, or the raw state vector when there is no encoder
+        return encode_obs(state.params["encoder"], state.params.get("heads"), obs).reshape(obs.shape[0], -1)
+
+    return Agent(init=init, update=update, act=act, env_steps_per_update=config.num_envs * config.collect_steps, encode=encode)
 
 
 def make_train(config: SACConfig) -> Trainer:
@@ -372,4 +445,4 @@ def make_train(config: SACConfig) -> Trainer:
         raise ValueError(f"SAC needs a SACConfig, got {type(config).__name__}")
     config.validate()
     env, env_params = rl.make_env(config)
-    return make_trainer(config, make_agent(config, env, env_params), env, env_params)
+    return make_trainer(config, lambda member_params: make_agent(config, env, member_params), env, env_params)

@@ -1,7 +1,7 @@
 """The training-loop contract every agent plugs into: pure `init`, chunked `update`, one-program `train`.
 
-An agent supplies an `Agent` (four pure functions and a step count); `make_trainer` wraps it into
-a `Trainer` with
+An agent supplies `make_agent(env_params) -> Agent` (four pure functions and a step count);
+`make_trainer` wraps it into a `Trainer` with
 
     init(key, hyper=None) -> TrainState
     update(state) -> (state, metrics)    # evals_per_chunk x (eval_every updates, then one evaluation)
@@ -12,6 +12,14 @@ all pure and unjitted; `batched(trainer)` gives their jitted `jax.vmap`s over a 
 axis (seeds x sweep settings, see `config.make_batch`). Because `train` is literally a scan of
 `update`, running the chunks one by one from the host gives bitwise the same state and metrics,
 so checkpoint-and-resume is exact.
+
+Difficulty is data, not program: each member carries its distractor's params pytree in
+`hyper[DISTRACTOR_PARAMS]` (defaulting to the env params' own), and the trainer calls
+`make_agent(env_params.replace(distractor=those params))` inside the traced init/update/evaluate.
+Building an agent is pure Python (closures over networks and env), so doing it inside the trace
+costs nothing, and a batch whose members sit at different difficulty presets of one distractor
+type is one compiled program (`config.make_batch` with `difficulty` overrides). Only settings
+that change shapes (distractor type, counts, image size) stay static.
 
 Evaluation happens at the end of each period of `eval_every` updates, by nesting scans rather
 than by `lax.cond` (which vmap turns into "run both branches"). Its key is
@@ -33,9 +41,10 @@ import jax
 import jax.numpy as jnp
 from flax import struct
 
-from jaxrl_suite.config import TrainConfig
+from jaxrl_suite.config import DISTRACTOR_PARAMS, TrainConfig
 from jaxrl_suite.evaluation import episode_limit
 from jaxrl_suite.evaluation import evaluate as evaluate_policy
+from jaxrl_suite.representation import check_probe_env, probe_metrics
 
 Metrics = dict[str, jax.Array]
 
@@ -54,6 +63,9 @@ class Agent:
     act(agent_state, obs, key, deterministic) -> action, for a batch of observations.
     evaluate(agent_state, key) -> {return_mean, return_std, episode_length}, optional: replaces
         the generic evaluation of `act` for agents whose policy has memory (world models).
+    encode(agent_state, obs) -> (B, latent), optional: the representation the agent's heads read,
+        what `config.probe_samples > 0` probes for endo/exo at every evaluation
+        (`representation.probe_metrics`); agents without it refuse the probe.
     """
 
     init: Callable[[jax.Array, TrainConfig], Any]
@@ -61,6 +73,7 @@ class Agent:
     act: Callable[[Any, jax.Array, jax.Array, bool], jax.Array]
     env_steps_per_update: int
     evaluate: Callable[[Any, jax.Array], Metrics] | None = None
+    encode: Callable[[Any, jax.Array], jax.Array] | None = None
 
 
 @struct.dataclass
@@ -68,7 +81,7 @@ class TrainState:
     """One member's training state; batched runs stack every leaf on a leading member axis."""
 
     agent: Any  # the agent's own pytree (params, optimiser state, env carry, normalisers, buffers)
-    hyper: dict[str, jax.Array]  # this member's sweepable values
+    hyper: dict[str, Any]  # this member's sweepable values and its distractor params (DISTRACTOR_PARAMS)
     key: jax.Array  # training key chain, raw uint32 (2,)
     eval_key: jax.Array  # fixed base key of evaluations
     step: jax.Array  # updates done (int32)
@@ -81,17 +94,27 @@ class Trainer:
 
     config: TrainConfig
     env: Any
-    env_params: Any
-    agent: Agent
+    env_params: Any  # the config's own env params; a member's distractor params replace the distractor's
+    agent: Agent  # built for `env_params`: host-side facts (env_steps_per_update) and unbatched use
     init: Callable[..., TrainState]
     update: Callable[[TrainState], tuple[TrainState, Metrics]]
     evaluate: Callable[[TrainState], Metrics]
     train: Callable[..., tuple[TrainState, Metrics]]
 
+    make_agent: Callable[[Any], Agent] | None = None
+
     @property
     def env_steps_per_update(self) -> int:
         """Agent-env interactions per update (each may be several physics steps under action_repeat)."""
         return self.agent.env_steps_per_update
+
+    def member_env_params(self, state: TrainState) -> Any:
+        """The env params one member trains and evaluates under (its own distractor params)."""
+        return with_distractor(self.env_params, state.hyper.get(DISTRACTOR_PARAMS))
+
+    def member_agent(self, state: TrainState) -> Agent:
+        """The agent built for one member's env params (what its update and evaluation use)."""
+        return self.agent if self.make_agent is None else self.make_agent(self.member_env_params(state))
 
 
 def raw_key(key: jax.Array) -> jax.Array:
@@ -112,16 +135,52 @@ def tree_where(pred: jax.Array, on_true: Any, on_false: Any) -> Any:
     return jax.tree.map(lambda a, b: jnp.where(pred, a, b), on_true, on_false)
 
 
-def make_trainer(config: TrainConfig, agent: Agent, env: Any, env_params: Any) -> Trainer:
-    """Wrap an agent into the chunked, evaluating, divergence-guarded loop (nothing compiles here)."""
+def distractor_data(env_params: Any) -> Any:
+    """The distractor params of `env_params` as arrays (None for envs without a distractor field)."""
+    distractor = getattr(env_params, "distractor", None)
+    return None if distractor is None else jax.tree.map(jnp.asarray, distractor)
+
+
+def with_distractor(env_params: Any, distractor: Any) -> Any:
+    """`env_params` with its distractor params replaced (unchanged when `distractor` is None)."""
+    return env_params if distractor is None else env_params.replace(distractor=distractor)
+
+
+def make_trainer(config: TrainConfig, make_agent: Callable[[Any], Agent] | Agent, env: Any, env_params: Any) -> Trainer:
+    """Wrap an agent into the chunked, evaluating, divergence-guarded loop (nothing compiles here).
+
+    `make_agent(env_params) -> Agent` is called inside the traced functions with each member's env
+    params; an `Agent` may be passed instead when its training never touches the env (offline
+    agents learn from a dataset; evaluation still runs under each member's env params).
+    """
     config.validate()
     eval_steps = episode_limit(env, env_params)
+    build_agent = (lambda _: make_agent) if isinstance(make_agent, Agent) else make_agent
 
-    def init(key: jax.Array, hyper: dict[str, jax.Array] | None = None) -> TrainState:
-        """Fresh state for one member; `hyper` defaults to the config's own sweepable values."""
-        hyper = config.hyper() if hyper is None else hyper
+    def build(params: Any) -> Agent:
+        # agent construction evaluates shape facts with jnp on constants (action sizes, box
+        # bounds); compile-time evaluation keeps those concrete inside the trace, while anything
+        # touching the member's (traced) distractor params is still staged into the program
+        with jax.ensure_compile_time_eval():
+            return build_agent(params)
+
+    host_agent = build(env_params)
+    if config.probe_samples:
+        if host_agent.encode is None:
+            raise ValueError(f"probe_samples={config.probe_samples} needs an agent that exposes its encoder (Agent.encode); "
+                             f"{type(config).__name__}'s agent does not (online agents ppo, sac and dqn do)")
+        check_probe_env(env, env_params)
+
+    def member_params(hyper: dict[str, Any]) -> Any:
+        return with_distractor(env_params, hyper.get(DISTRACTOR_PARAMS))
+
+    def init(key: jax.Array, hyper: dict[str, Any] | None = None) -> TrainState:
+        """Fresh state for one member; `hyper` defaults to the config's own sweepable values and distractor params."""
+        hyper = dict(config.hyper() if hyper is None else hyper)
+        if DISTRACTOR_PARAMS not in hyper:
+            hyper[DISTRACTOR_PARAMS] = distractor_data(env_params)
         key_agent, key_train, key_eval = jax.random.split(raw_key(key), 3)
-        agent_state = agent.init(key_agent, config.with_hyper(hyper))
+        agent_state = build(member_params(hyper)).init(key_agent, config.with_hyper(hyper))
         return TrainState(
             agent=agent_state,
             hyper=hyper,
@@ -134,6 +193,7 @@ def make_trainer(config: TrainConfig, agent: Agent, env: Any, env_params: Any) -
     def one_update(state: TrainState, _: Any) -> tuple[TrainState, tuple[Metrics, Metrics]]:
         """One agent update behind the divergence guard."""
         key, key_update = jax.random.split(state.key)
+        agent = build(member_params(state.hyper))
         new_agent, losses, stats = agent.update(state.agent, key_update, config.with_hyper(state.hyper), state.step)
         bad = jnp.logical_not(jnp.logical_and(all_finite(losses), all_finite(new_agent)))
         diverged = jnp.logical_or(state.diverged, bad)
@@ -144,20 +204,30 @@ def make_trainer(config: TrainConfig, agent: Agent, env: Any, env_params: Any) -
     def evaluate(state: TrainState) -> Metrics:
         """Evaluate the current policy with a key fixed by (eval_key, step)."""
         key = jax.random.fold_in(state.eval_key, state.step)
+        params = member_params(state.hyper)
+        agent = build(params)
         if agent.evaluate is not None:
-            return agent.evaluate(state.agent, key)
+            metrics = agent.evaluate(state.agent, key)
+        else:
 
-        def act(obs, act_key):
-            return agent.act(state.agent, obs, act_key, config.eval_deterministic)
+            def act(obs, act_key):
+                return agent.act(state.agent, obs, act_key, config.eval_deterministic)
 
-        return evaluate_policy(env, env_params, act, key, config.eval_episodes, eval_steps)
+            metrics = evaluate_policy(env, params, act, key, config.eval_episodes, eval_steps)
+        if config.probe_samples:
+            # probe states and the random reference come from keys fixed per member, not per step
+            def random_agent(random_key: jax.Array) -> Any:
+                return agent.init(random_key, config.with_hyper(state.hyper))
+
+            metrics = {**metrics, **probe_metrics(agent.encode, state.agent, random_agent, env, params, state.eval_key, config.probe_samples)}
+        return metrics
 
     def period(state: TrainState, _: Any) -> tuple[TrainState, Metrics]:
         """`eval_every` updates, then one evaluation; returns that evaluation point's metrics."""
         state, (losses, stats) = jax.lax.scan(one_update, state, None, length=config.eval_every)
         metrics = {
             "step": state.step,
-            "env_steps": state.step * agent.env_steps_per_update,
+            "env_steps": state.step * host_agent.env_steps_per_update,
             **evaluate(state),
             **{name: jnp.mean(v) for name, v in losses.items()},
             **{name: jnp.nanmean(v) for name, v in stats.items()},
@@ -176,7 +246,10 @@ def make_trainer(config: TrainConfig, agent: Agent, env: Any, env_params: Any) -
         # (chunks, evals_per_chunk) -> one axis of evaluation points, as the host loop concatenates them
         return state, jax.tree.map(lambda x: x.reshape((-1,) + x.shape[2:]), metrics)
 
-    return Trainer(config=config, env=env, env_params=env_params, agent=agent, init=init, update=update, evaluate=evaluate, train=train)
+    return Trainer(
+        config=config, env=env, env_params=env_params, agent=host_agent, init=init, update=update, evaluate=evaluate,
+        train=train, make_agent=build,
+    )
 
 
 @dataclasses.dataclass(frozen=True)

@@ -11,6 +11,7 @@ from pathlib import Path
 
 import gymnax
 import jax
+import numpy as np
 import pytest
 
 import jaxrl_suite.envs  # noqa: F401  (jitted methods decorated at import, before the no-compile patch)
@@ -64,7 +65,17 @@ def no_compile(monkeypatch):
         (("num_updates = 4", "num_updates = 4.5"), "'agents.ppo.config.num_updates'", "must be of type int"),
         (("num_updates = 4", "num_updates = 4, num_update = 3"), "'agents.ppo.config.num_update'", "valid: ["),
         (("num_updates = 4", "num_updates = 4, env = 'x'"), "'agents.ppo.config.env'", "set by the grid"),
-        (("sweep = {", "sweep = { num_envs = [2, 4], "), "'agents.ppo.sweep.num_envs'", "sweepable: ['learning_rate'"),
+        (("sweep = {", "sweep = { num_env = [2, 4], "), "'agents.ppo.sweep.num_env'", "sweepable (batched): ['learning_rate'"),
+        (("sweep = {", "sweep = { num_envs = [2.5], "), "'agents.ppo.sweep.num_envs'", "must be of type int"),
+        (("sweep = {", "sweep = { env = ['x'], "), "'agents.ppo.sweep.env'", "set by the grid"),
+        (('distractors = ["none"]', 'distractors = ["noise"]\ndifficulties = ["hardest"]'), "'grid[0].difficulties'",
+         "valid: ['none', 'easy', 'medium', 'hard', 'train', 'test']"),
+        (('distractors = ["none"]', 'distractors = ["noise"]\neval_difficulties = ["tset"]'), "'grid[0].eval_difficulties'",
+         "'tset'; valid: ['none', 'easy', 'medium', 'hard', 'train', 'test']"),
+        (('distractors = ["none"]', 'distractors = ["noise"]\neval_difficulties = ["test"]'), "'grid[0].eval_difficulties'",
+         "needs checkpoint = true"),
+        (('distractors = ["none"]', 'distractors = ["none"]\nimage_size = 4'), "'grid[0].image_size'", "integer >= 8"),
+        (('obs = ["state"]', 'obs = "state"\nchecked = 1'), "'grid[0].checked'", "'eval_difficulties'"),
         (("[agents.ppo]", "[agents.ppo]\npreset = 'fast'"), "'agents.ppo.preset'", "valid: ['cartpole-cpu'"),
         (("[agents.ppo]", "[agents.sacc]\n[agents.ppo]"), "'agents.sacc'", "unknown agent; valid: ["),
         (('distractors = ["none"]', 'distractors = ["shapes"]'), "'grid[0]'", "valid for 'state'"),
@@ -95,15 +106,22 @@ def test_grid_expands_to_one_run_per_static_config_with_sweeps_batched(tmp_path,
     text = GOOD.replace('distractors = ["none"]', 'distractors = ["none", "noise", "twin"]\ndifficulties = ["easy", "hard"]')
     experiment = load_experiment(_write(tmp_path, text))
     names = [r.name for r in experiment.runs]
-    # "none" has no difficulty: one run; the others one run per difficulty
+    # "none" has no difficulty: one run; each distractor type one run with difficulty as a batch axis
     assert names == [
-        "ppo_cartpole-balance_state_none-none",
-        "ppo_cartpole-balance_state_noise-easy", "ppo_cartpole-balance_state_noise-hard",
-        "ppo_cartpole-balance_state_twin-easy", "ppo_cartpole-balance_state_twin-hard",
+        "ppo_cartpole-balance_state_none-none", "ppo_cartpole-balance_state_noise-easy-hard", "ppo_cartpole-balance_state_twin-easy-hard",
     ]
+    assert experiment.runs[0].overrides == ({"learning_rate": 1e-3}, {"learning_rate": 3e-3})
     run = experiment.runs[1]
-    assert run.overrides == ({"learning_rate": 1e-3}, {"learning_rate": 3e-3})
-    assert (run.config.distractor, run.config.difficulty, run.config.num_updates, run.config.hidden_sizes) == ("noise", "easy", 4, (16, 16))
+    assert run.overrides == (
+        {"difficulty": "easy", "learning_rate": 1e-3}, {"difficulty": "easy", "learning_rate": 3e-3},
+        {"difficulty": "hard", "learning_rate": 1e-3}, {"difficulty": "hard", "learning_rate": 3e-3},
+    )
+    assert run.difficulties == ("easy", "hard")
+    assert (run.config.distractor, run.config.num_updates, run.config.hidden_sizes) == ("noise", 4, (16, 16))
+    # one difficulty stays static config: the old one-run-per-preset layout
+    (single,) = load_experiment(_write(tmp_path, GOOD.replace('distractors = ["none"]', 'distractors = ["noise"]'), "one.toml")).runs
+    assert (single.name, single.config.difficulty, single.overrides) == (
+        "ppo_cartpole-balance_state_noise-hard", "hard", ({"learning_rate": 1e-3}, {"learning_rate": 3e-3}))
 
 
 def test_preset_then_config_then_set_and_seeds_override_in_that_order(tmp_path, no_compile):
@@ -175,3 +193,139 @@ def test_quickstart_shows_the_distractor_effect_with_separated_intervals(tmp_pat
     assert iqm["none"][0] > 950.0
     for distractor in ("noise", "twin"):
         assert iqm[distractor][2] < iqm["none"][1], (distractor, iqm)
+
+
+# ---- difficulty as a batch axis, generalisation rows, the shipped experiment files -------------------
+
+from jaxrl_suite import config as cfg_lib, ppo, training  # noqa: E402
+
+DIFFICULTY_TINY = ppo.PPOConfig(
+    env="cartpole-balance", distractor="noise", difficulty="hard", action_repeat=8, num_envs=2, num_steps=8, update_epochs=1,
+    num_minibatches=2, hidden_sizes=(8,), num_updates=2, eval_every=1, eval_episodes=1, learning_rate=1e-3,
+)
+# a hard member batched with easy and medium vs the hard preset run alone, 1 seed each, agrees
+# within this tolerance (not bitwise in general: batch width changes XLA's vectorisation; a
+# 6-member PPO run of 4 updates x 4 envs x 16 steps differed from 2-member runs by up to 1e-2 in
+# returns of ~500, relative 2e-5, and 8e-5 in losses of ~100)
+DIFFICULTY_ATOL = 1e-3
+
+
+def test_difficulty_batch_matches_separate_runs_per_member_in_one_compilation():
+    difficulties = ("easy", "medium", "hard")
+    static, batch = cfg_lib.make_batch(DIFFICULTY_TINY, 1, [{"difficulty": d} for d in difficulties])
+    scales = np.asarray(batch.hyper[cfg_lib.DISTRACTOR_PARAMS].scale)
+    np.testing.assert_allclose(scales, [0.3, 1.0, 2.0])  # each member carries its own preset's params
+    together = training.batched(ppo.make_train(static))
+    _, metrics = together.train(batch.keys, batch.hyper)
+    assert together.train._cache_size() == 1  # three difficulties, one program
+
+    alone_static, alone_batch = cfg_lib.make_batch(DIFFICULTY_TINY, 1)  # "hard" as static config, no override
+    _, alone = training.batched(ppo.make_train(alone_static)).train(alone_batch.keys, alone_batch.hyper)
+    for name in ("return_mean", "return_std", "loss", "value_loss"):
+        np.testing.assert_allclose(np.asarray(metrics[name][2]), np.asarray(alone[name][0]), atol=DIFFICULTY_ATOL, rtol=0, err_msg=name)
+    # the preset mattered: the easy member saw other observations, so its learning differs
+    assert not np.allclose(np.asarray(metrics["value_loss"][0]), np.asarray(alone["value_loss"][0]))
+
+
+def test_split_difficulty_draws_each_members_params_from_its_range_by_seed(no_compile):
+    _, batch = cfg_lib.make_batch(DIFFICULTY_TINY, 3, [{"difficulty": "train"}, {"difficulty": "test"}])
+    params = batch.hyper[cfg_lib.DISTRACTOR_PARAMS]
+    scale, rho = np.asarray(params.scale), np.asarray(params.rho)
+    assert np.all((scale[:3] >= 0.5) & (scale[:3] <= 1.0) & (rho[:3] >= 0.8) & (rho[:3] <= 0.9))  # NoiseDistractor.ranges
+    assert np.all((scale[3:] >= 1.5) & (scale[3:] <= 2.5) & (rho[3:] >= 0.95) & (rho[3:] <= 0.99))
+    assert len(set(scale[:3].tolist())) == 3  # one draw per seed
+    _, again = cfg_lib.make_batch(DIFFICULTY_TINY, 3, [{"difficulty": "train"}, {"difficulty": "test"}])
+    np.testing.assert_array_equal(np.asarray(again.hyper[cfg_lib.DISTRACTOR_PARAMS].scale), scale)  # a function of the seed
+    with pytest.raises(ValueError, match=r"'hardest'.*valid: \['none', 'easy', 'medium', 'hard', 'train', 'test'\]"):
+        cfg_lib.make_batch(DIFFICULTY_TINY, 1, [{"difficulty": "hardest"}])
+    with pytest.raises(ValueError, match="need a distractor"):
+        cfg_lib.make_batch(ppo.PPOConfig(distractor="none"), 1, [{"difficulty": "hard"}])
+
+
+GENERALISATION = """
+name = "tiny-generalisation"
+seeds = 2
+
+[[grid]]
+agents = ["ppo"]
+envs = ["cartpole-balance"]
+distractors = ["noise"]
+difficulties = ["train"]
+eval_difficulties = ["train", "test", "hard"]
+
+[agents.ppo]
+config = { action_repeat = 8, num_envs = 2, num_steps = 8, update_epochs = 1, num_minibatches = 2, hidden_sizes = [8], num_updates = 2, eval_every = 1, eval_episodes = 2 }
+"""
+
+
+def test_generalisation_rows_evaluate_final_policies_under_other_params_and_report_them(tmp_path):
+    out = tmp_path / "out"
+    experiment = load_experiment(_write(tmp_path, GENERALISATION))
+    (spec,) = experiment.runs
+    assert (spec.name, spec.difficulties, spec.eval_difficulties) == ("ppo_cartpole-balance_state_noise-train", ("train",), ("train", "test", "hard"))
+    experiments.run_experiment(experiment, out, progress=False)
+    with open(out / "results.csv", newline="") as f:
+        rows = list(csv.DictReader(f))
+    training_rows = [r for r in rows if r["eval_on"] == ""]
+    assert len(training_rows) == 2 * 2 and {r["difficulty"] for r in training_rows} == {"train"}
+    by_target = {t: sorted((r for r in rows if r["eval_on"] == t), key=lambda r: r["seed"]) for t in ("train", "test", "hard")}
+    last = sorted((r for r in training_rows if r["step"] == "2"), key=lambda r: r["seed"])
+    for target, target_rows in by_target.items():
+        assert [(r["seed"], r["step"], r["env_steps"]) for r in target_rows] == [("0", "2", "32"), ("1", "2", "32")], target
+    # "train" is each member's own draw and the evaluation key is a function of the state: the last evaluation again
+    for own, again in zip(last, by_target["train"]):
+        assert float(again["return_mean"]) == pytest.approx(float(own["return_mean"]), abs=1e-3)
+    assert any(abs(float(a["return_mean"]) - float(b["return_mean"])) > 1e-3 for a, b in zip(by_target["train"], by_target["test"]))
+    report = (out / "report.md").read_text()
+    assert "## Generalisation" in report and "| own (last training eval) | on train | on test | on hard |" in report
+    assert "| ppo · state · noise/train | cartpole-balance | 2 |" in report
+    table = (out / "table.md").read_text()
+    assert table.count("| ppo · state · noise/train | cartpole-balance | 2 |") == 1  # eval rows stay out of the main table
+
+
+def test_report_keeps_probe_columns_and_draws_them_and_copes_without(tmp_path):
+    from jaxrl_suite import report, runs
+
+    rows = []
+    for distractor, r2 in (("none", 0.9), ("noise", 0.4)):
+        for seed in range(3):
+            for step in (1, 2):
+                row = {
+                    "experiment": "p", "run": distractor, "agent": "ppo", "env": "cartpole-balance", "obs": "state",
+                    "distractor": distractor, "difficulty": "hard", "setting": "", "seed": seed, "step": step,
+                    "env_steps": 10 * step, "return_mean": 500.0 + seed, "return_std": 1.0, "normalized_score": 0.3,
+                    "diverged": 0, "eval_on": "",
+                }
+                if distractor == "noise":  # a run without a probe leaves the cells empty
+                    row.update(probe_endo_r2=r2 + 0.01 * seed, probe_exo_r2=0.1)
+                rows.append(row)
+    runs.write_csv(tmp_path / "results.csv", rows)
+    report.build_report(tmp_path)
+    text = (tmp_path / "report.md").read_text()
+    assert "## Probe R^2" in text and "| method | probe_endo_r2 | probe_exo_r2 |" in text
+    assert "| ppo · state · noise/hard | 0.410 [0.400, 0.420] | 0.100 [0.100, 0.100] |" in text
+    assert "| ppo · state · none/hard | n/a | n/a |" in text
+    assert (tmp_path / "plots" / "probe.png").stat().st_size > 0
+    assert "Generalisation" not in text
+
+    for row in rows:  # no probe columns, no eval_on column (an older results.csv): no probe section
+        row.pop("probe_endo_r2", None), row.pop("probe_exo_r2", None), row.pop("eval_on")
+    runs.write_csv(tmp_path / "results.csv", rows)
+    (tmp_path / "plots" / "probe.png").unlink()
+    report.build_report(tmp_path)
+    assert "Probe" not in (tmp_path / "report.md").read_text() and not (tmp_path / "plots" / "probe.png").exists()
+
+
+EXPERIMENT_FILES = sorted((Path(__file__).resolve().parents[1] / "experiments").glob("*.toml"))
+
+
+@pytest.mark.parametrize("path", EXPERIMENT_FILES, ids=lambda p: p.stem)
+def test_every_shipped_experiment_file_opens_with_its_purpose_and_expands(path, no_compile):
+    text = path.read_text()
+    assert text.startswith("#"), "an experiment file opens with a comment saying what it measures"
+    header = "\n".join(line for line in text.splitlines() if line.startswith("#")).lower()
+    assert "cpu" in header and "gpu" in header, "the opening comment gives the expected runtime on CPU and on a GPU"
+    experiment = load_experiment(path)
+    assert experiment.runs and experiment.name == path.stem
+    # no two runs share a name (a directory) and every sweep member passes its config's checks
+    assert len({r.name for r in experiment.runs}) == len(experiment.runs)

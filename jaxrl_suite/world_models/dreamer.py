@@ -503,4 +503,4 @@ def make_train(config: DreamerConfig) -> Trainer:
         raise ValueError(f"dreamer needs a DreamerConfig, got {type(config).__name__}")
     config.validate()
     env, env_params = rl.make_env(config)
-    return make_trainer(config, make_agent(config, env, env_params), env, env_params)
+    return make_trainer(config, lambda member_params: make_agent(config, env, member_params), env, env_params)

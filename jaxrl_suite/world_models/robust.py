@@ -203,4 +203,4 @@ def make_train(config: RobustDreamerConfig) -> Trainer:
     env, env_params = rl.make_env(config)
     pixels = len(env.observation_space(env_params).shape) == 3
     extension = RobustExtension(config, pixels, 1.0 / config.action_repeat)
-    return make_trainer(config, dreamer.make_agent(config, env, env_params, extension), env, env_params)
+    return make_trainer(config, lambda member_params: dreamer.make_agent(config, env, member_params, extension), env, env_params)
