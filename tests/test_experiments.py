@@ -65,7 +65,7 @@ def no_compile(monkeypatch):
         (("num_updates = 4", "num_updates = 4.5"), "'agents.ppo.config.num_updates'", "must be of type int"),
         (("num_updates = 4", "num_updates = 4, num_update = 3"), "'agents.ppo.config.num_update'", "valid: ["),
         (("num_updates = 4", "num_updates = 4, env = 'x'"), "'agents.ppo.config.env'", "set by the grid"),
-        (("sweep = {", "sweep = { num_env = [2, 4], "), "'agents.ppo.sweep.num_env'", "sweepable (batched): ['learning_rate'"),
+        (("sweep = {", "sweep = { num_env = [2, 4], "), "'agents.ppo.sweep.num_env'", "sweepable (batched): ['objective_weight', 'learning_rate'"),
         (("sweep = {", "sweep = { num_envs = [2.5], "), "'agents.ppo.sweep.num_envs'", "must be of type int"),
         (("sweep = {", "sweep = { env = ['x'], "), "'agents.ppo.sweep.env'", "set by the grid"),
         (('distractors = ["none"]', 'distractors = ["noise"]\ndifficulties = ["hardest"]'), "'grid[0].difficulties'",
