@@ -51,7 +51,7 @@ from jaxrl_suite import rollout as rl
 from jaxrl_suite.config import _positive_int, sweep_field, validate_network_fields
 from jaxrl_suite.losses import huber
 from jaxrl_suite.networks import MLP, CNNEncoder, ValueHead
-from jaxrl_suite.representation import ObjectiveConfig, StateEncoder, aux_metrics, build_objective, multistep_batch
+from jaxrl_suite.representation import ObjectiveConfig, agent_encoder, aux_metrics, build_objective, multistep_batch
 from jaxrl_suite.training import Agent, Trainer, make_trainer
 
 
@@ -204,10 +204,7 @@ def make_agent(config: DQNConfig, env: Any, env_params: Any) -> Agent:
 
     objective = None
     if config.wired:  # else the original program, untouched
-        if pixels:
-            encoder, latent_dim = CNNEncoder(config.cnn_channels, config.cnn_strides, features=config.cnn_features), config.cnn_features
-        else:
-            encoder, latent_dim = StateEncoder(config.encoder_hidden, config.latent_dim), config.latent_dim
+        encoder, latent_dim = agent_encoder(config, pixels)
         objective = build_objective(config, encoder, latent_dim, num_actions, True, obs_shape, config.gamma)
         q_head = QNetwork(
             num_actions, False, config.hidden_sizes, config.activation, config.cnn_channels, config.cnn_strides, config.cnn_features

@@ -529,6 +529,9 @@ def run_command(argv: Sequence[str]) -> Path:
         raise ExperimentError(f"--seeds {args.seeds} must be a positive integer")
     experiment = load_experiment(args.file, seeds=args.seeds, sets=args.sets)
     out = run_experiment(experiment, args.out or os.path.join("results", experiment.name), progress=not args.no_progress)
-    print((out / "table.md").read_text())
-    print(f"report: {out / 'report.md'}")
+    from jaxrl_suite.sharding import is_main_process
+
+    if is_main_process():  # one copy of the table in a multi-host run's logs
+        print((out / "table.md").read_text())
+        print(f"report: {out / 'report.md'}")
     return out

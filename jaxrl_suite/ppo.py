@@ -45,7 +45,7 @@ from jaxrl_suite import rollout as rl
 from jaxrl_suite.config import _positive_int, sweep_field, validate_network_fields
 from jaxrl_suite.networks import MLP, CategoricalHead, CNNEncoder, GaussianHead, RunningNorm, ValueHead
 from jaxrl_suite.objectives import ema_update
-from jaxrl_suite.representation import ONLINE_REFUSED, ObjectiveConfig, StateEncoder, aux_metrics, build_objective
+from jaxrl_suite.representation import ONLINE_REFUSED, ObjectiveConfig, agent_encoder, aux_metrics, build_objective
 from jaxrl_suite.training import Agent, Trainer, make_trainer
 
 
@@ -209,10 +209,7 @@ def make_agent(config: PPOConfig, env: Any, env_params: Any) -> Agent:
 
     objective = None
     if config.wired:  # else the original program, untouched
-        if pixels:
-            encoder, latent_dim = CNNEncoder(config.cnn_channels, config.cnn_strides, features=config.cnn_features), config.cnn_features
-        else:
-            encoder, latent_dim = StateEncoder(config.encoder_hidden, config.latent_dim), config.latent_dim
+        encoder, latent_dim = agent_encoder(config, pixels)
         objective = build_objective(config, encoder, latent_dim, action_dim, discrete, obs_shape, config.gamma)
 
     def apply_net(params, cfg: PPOConfig, obs: jax.Array):

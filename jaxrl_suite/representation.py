@@ -47,7 +47,7 @@ import jax.numpy as jnp
 
 from jaxrl_suite import probe
 from jaxrl_suite.config import TrainConfig, _positive_sizes, sweep_field
-from jaxrl_suite.networks import MLP
+from jaxrl_suite.networks import MLP, CNNEncoder
 from jaxrl_suite.objectives import OBJECTIVES, Objective, make_objective
 
 # objectives an online agent cannot feed, and why
@@ -115,6 +115,13 @@ class StateEncoder(nn.Module):
         """(B, D) observations to (B, latent_dim) latents in (-1, 1)."""
         x = MLP(self.hidden, "relu", output_dim=self.latent_dim)(obs.astype(jnp.float32))
         return jnp.tanh(nn.LayerNorm()(x))
+
+
+def agent_encoder(config: Any, pixels: bool) -> tuple[nn.Module, int]:
+    """(encoder, latent size) an online agent's objective trains: its CNN for pixels, else the state MLP encoder."""
+    if pixels:
+        return CNNEncoder(config.cnn_channels, config.cnn_strides, features=config.cnn_features), config.cnn_features
+    return StateEncoder(config.encoder_hidden, config.latent_dim), config.latent_dim
 
 
 def build_objective(

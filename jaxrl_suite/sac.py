@@ -61,8 +61,8 @@ from jaxrl_suite import replay
 from jaxrl_suite import rollout as rl
 from jaxrl_suite.augment import random_shift
 from jaxrl_suite.config import _positive_int, sweep_field, validate_network_fields
-from jaxrl_suite.networks import MLP, CNNEncoder, QEnsemble, TanhGaussianHead
-from jaxrl_suite.representation import ObjectiveConfig, StateEncoder, aux_metrics, build_objective, multistep_batch
+from jaxrl_suite.networks import MLP, QEnsemble, TanhGaussianHead
+from jaxrl_suite.representation import ObjectiveConfig, agent_encoder, aux_metrics, build_objective, multistep_batch
 from jaxrl_suite.training import Agent, Trainer, make_trainer
 
 
@@ -229,10 +229,8 @@ def make_agent(config: SACConfig, env: Any, env_params: Any) -> Agent:
     capacity = config.buffer_size // config.num_envs + 2  # + the provisional row and one final row
     warmup_updates = config.warmup_updates
 
-    if pixels:
-        encoder, latent_dim = CNNEncoder(config.cnn_channels, config.cnn_strides, features=config.cnn_features), config.cnn_features
-    elif config.latent_dim:
-        encoder, latent_dim = StateEncoder(config.encoder_hidden, config.latent_dim), config.latent_dim
+    if pixels or config.latent_dim:
+        encoder, latent_dim = agent_encoder(config, pixels)
     else:
         encoder, latent_dim = Identity(), None
     # None keeps the original program exactly (no objective terms, no extra key draws)
