@@ -36,7 +36,6 @@ detaches the latent from the TD loss.
 from __future__ import annotations
 
 import dataclasses
-import math
 from typing import Any
 
 import flax.linen as nn
@@ -51,20 +50,16 @@ from jaxrl_suite import rollout as rl
 from jaxrl_suite.config import _positive_int, sweep_field, validate_network_fields
 from jaxrl_suite.losses import huber
 from jaxrl_suite.networks import MLP, CNNEncoder, ValueHead
-from jaxrl_suite.representation import ObjectiveConfig, agent_encoder, aux_metrics, build_objective, multistep_batch
+from jaxrl_suite.representation import ACRO_MAX_K, AUX_SALT, OffPolicyConfig, agent_encoder, aux_metrics, build_objective, multistep_batch
 from jaxrl_suite.training import Agent, Trainer, make_trainer
 
 
 @dataclasses.dataclass(frozen=True)
-class DQNConfig(ObjectiveConfig):
-    """DQN hyperparameters; defaults follow CleanRL's dqn.py for classic control, scaled to vectorised envs; objective fields from ObjectiveConfig."""
+class DQNConfig(OffPolicyConfig):
+    """DQN hyperparameters; defaults follow CleanRL's dqn.py for classic control, scaled to vectorised envs; replay-loop and objective fields from OffPolicyConfig."""
 
-    num_envs: int = 4
-    collect_steps: int = 1  # agent steps per env per update
-    gradient_steps: int = 1  # gradient steps per update
     batch_size: int = 128
-    buffer_size: int = 10_000  # transitions kept, split evenly over the envs' ring streams
-    warmup_steps: int = 1000  # agent steps (all envs) of uniform random actions before learning starts
+    buffer_size: int = 10_000
     hidden_sizes: tuple[int, ...] = (120, 84)
     activation: str = "relu"
     cnn_channels: tuple[int, ...] = (16, 32, 32)
@@ -82,13 +77,9 @@ class DQNConfig(ObjectiveConfig):
     def validate(self) -> None:
         """Sizes positive, the buffer large enough per env, rates and probabilities in range."""
         super().validate()
-        for name in ("num_envs", "collect_steps", "gradient_steps", "batch_size", "buffer_size", "cnn_features", "target_update_every"):
+        for name in ("cnn_features", "target_update_every"):
             _positive_int(self, name)
         validate_network_fields(self)
-        if isinstance(self.warmup_steps, bool) or not isinstance(self.warmup_steps, int) or self.warmup_steps < 0:
-            raise ValueError(f"warmup_steps={self.warmup_steps!r} must be a non-negative integer")
-        if self.buffer_size // self.num_envs < 2:
-            raise ValueError(f"buffer_size={self.buffer_size} must hold at least 2 transitions per env (num_envs={self.num_envs})")
         if not self.learning_rate > 0:
             raise ValueError(f"learning_rate={self.learning_rate!r} must be > 0")
         if not self.max_grad_norm > 0:
@@ -102,16 +93,6 @@ class DQNConfig(ObjectiveConfig):
                 raise ValueError(f"{name}={getattr(self, name)!r} must be a probability in [0, 1]")
         if not 0.0 < self.exploration_fraction <= 1.0:
             raise ValueError(f"exploration_fraction={self.exploration_fraction!r} must be in (0, 1]")
-        if "acro" in (self.objective, self.repdib_inner) and self.buffer_size // self.num_envs < ACRO_MAX_K:
-            raise ValueError(
-                f"objective acro draws offsets k up to {ACRO_MAX_K - 1}: buffer_size // num_envs = {self.buffer_size // self.num_envs} "
-                f"must be >= {ACRO_MAX_K}"
-            )
-
-    @property
-    def warmup_updates(self) -> int:
-        """Updates whose actions are random and whose gradient steps are discarded."""
-        return math.ceil(self.warmup_steps / (self.num_envs * self.collect_steps))
 
 
 # Named starting points; `jaxrl-suite train --agent dqn --preset NAME` starts from these.
@@ -164,8 +145,6 @@ class DQNState:
 
 
 LEARNED_FIELDS = ("params", "target_params", "opt_state", "gradient_step")
-ACRO_MAX_K = 15  # ACRO's K (offsets 1..K-1; the objective's default, Islam et al. 2022)
-AUX_SALT = 0xA0B  # folded into a key for the objective's draws, so the no-objective program keeps its own key splits
 
 
 def discrete_action_count(env: Any, env_params: Any) -> int:

@@ -45,7 +45,7 @@ from jaxrl_suite import rollout as rl
 from jaxrl_suite.config import _positive_int, sweep_field, validate_network_fields
 from jaxrl_suite.networks import MLP, CategoricalHead, CNNEncoder, GaussianHead, RunningNorm, ValueHead
 from jaxrl_suite.objectives import ema_update
-from jaxrl_suite.representation import ONLINE_REFUSED, ObjectiveConfig, agent_encoder, aux_metrics, build_objective
+from jaxrl_suite.representation import AUX_SALT, ONLINE_REFUSED, ObjectiveConfig, agent_encoder, aux_metrics, build_objective
 from jaxrl_suite.training import Agent, Trainer, make_trainer
 
 
@@ -175,7 +175,6 @@ class PPOState:
     objective_target: Any = None  # EMA of {"encoder", "heads"} when an objective is wired in (else None: no leaves)
 
 
-AUX_SALT = 0xA0B  # folded into a key for the objective's draws, so the no-objective program keeps its own key splits
 
 
 def gae(rewards, values, next_values, terminated, done, gamma, lam):

@@ -46,7 +46,7 @@ import jax
 import jax.numpy as jnp
 
 from jaxrl_suite import probe
-from jaxrl_suite.config import TrainConfig, _positive_sizes, sweep_field
+from jaxrl_suite.config import TrainConfig, _positive_int, _positive_sizes, sweep_field
 from jaxrl_suite.networks import MLP, CNNEncoder
 from jaxrl_suite.objectives import OBJECTIVES, Objective, make_objective
 
@@ -58,6 +58,8 @@ ONLINE_REFUSED = {
 PROBE_ENVS = 8  # parallel envs of the probe's random-action rollout
 PROBE_SALT = 0x9B0  # folded into a member's eval key for the probe's states
 PROBE_RANDOM_SALT = 0x9B1  # ... and for the random-encoder reference
+ACRO_MAX_K = 15  # ACRO's K (offsets 1..K-1; the objective's default, Islam et al. 2022)
+AUX_SALT = 0xA0B  # folded into a key for the objective's draws, so the no-objective program keeps its own key splits
 
 
 @dataclasses.dataclass(frozen=True)
@@ -102,6 +104,38 @@ class ObjectiveConfig(TrainConfig):
     def wired(self) -> bool:
         """Whether the agent runs with a separate encoder and an objective (else its original program, untouched)."""
         return self.objective != "none" or self.latent_dim > 0 or not self.critic_trains_encoder
+
+
+@dataclasses.dataclass(frozen=True)
+class OffPolicyConfig(ObjectiveConfig):
+    """The replay loop SAC and DQN share: vectorised collection into a ring buffer, random warm-up, gradient steps."""
+
+    num_envs: int = 4
+    collect_steps: int = 1  # agent steps per env per update
+    gradient_steps: int = 1  # gradient steps per update
+    batch_size: int = 256
+    buffer_size: int = 100_000  # transitions kept, split evenly over the envs' ring streams
+    warmup_steps: int = 1000  # agent steps (all envs) of uniform random actions before learning starts
+
+    def validate(self) -> None:
+        """Loop sizes positive, the buffer large enough per env (and for ACRO's offsets), warm-up >= 0."""
+        super().validate()
+        for name in ("num_envs", "collect_steps", "gradient_steps", "batch_size", "buffer_size"):
+            _positive_int(self, name)
+        if isinstance(self.warmup_steps, bool) or not isinstance(self.warmup_steps, int) or self.warmup_steps < 0:
+            raise ValueError(f"warmup_steps={self.warmup_steps!r} must be a non-negative integer")
+        if self.buffer_size // self.num_envs < 2:
+            raise ValueError(f"buffer_size={self.buffer_size} must hold at least 2 transitions per env (num_envs={self.num_envs})")
+        if "acro" in (self.objective, self.repdib_inner) and self.buffer_size // self.num_envs < ACRO_MAX_K:
+            raise ValueError(
+                f"objective acro draws offsets k up to {ACRO_MAX_K - 1}: buffer_size // num_envs = {self.buffer_size // self.num_envs} "
+                f"must be >= {ACRO_MAX_K}"
+            )
+
+    @property
+    def warmup_updates(self) -> int:
+        """Updates whose actions are random and whose gradient steps are discarded."""
+        return math.ceil(self.warmup_steps / (self.num_envs * self.collect_steps))
 
 
 class StateEncoder(nn.Module):

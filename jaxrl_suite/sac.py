@@ -46,7 +46,6 @@ the quantised latent).
 from __future__ import annotations
 
 import dataclasses
-import math
 from typing import Any
 
 import flax.linen as nn
@@ -62,20 +61,14 @@ from jaxrl_suite import rollout as rl
 from jaxrl_suite.augment import random_shift
 from jaxrl_suite.config import _positive_int, sweep_field, validate_network_fields
 from jaxrl_suite.networks import MLP, QEnsemble, TanhGaussianHead
-from jaxrl_suite.representation import ObjectiveConfig, agent_encoder, aux_metrics, build_objective, multistep_batch
+from jaxrl_suite.representation import ACRO_MAX_K, AUX_SALT, OffPolicyConfig, agent_encoder, aux_metrics, build_objective, multistep_batch
 from jaxrl_suite.training import Agent, Trainer, make_trainer
 
 
 @dataclasses.dataclass(frozen=True)
-class SACConfig(ObjectiveConfig):
-    """SAC hyperparameters; defaults follow SAC (Haarnoja et al. 2018, Table 1) and DrQ for pixels; objective fields from ObjectiveConfig."""
+class SACConfig(OffPolicyConfig):
+    """SAC hyperparameters; defaults follow SAC (Haarnoja et al. 2018, Table 1) and DrQ for pixels; replay-loop and objective fields from OffPolicyConfig."""
 
-    num_envs: int = 4
-    collect_steps: int = 1  # agent steps per env per update
-    gradient_steps: int = 1  # gradient steps per update
-    batch_size: int = 256
-    buffer_size: int = 100_000  # transitions kept, split evenly over the envs' ring streams
-    warmup_steps: int = 1000  # agent steps (all envs) of uniform random actions before learning starts
     hidden_sizes: tuple[int, ...] = (256, 256)
     activation: str = "relu"
     cnn_channels: tuple[int, ...] = (32, 32, 32)
@@ -95,15 +88,10 @@ class SACConfig(ObjectiveConfig):
     def validate(self) -> None:
         """Sizes positive, the buffer large enough per env, rates and coefficients in range."""
         super().validate()
-        for name in ("num_envs", "collect_steps", "gradient_steps", "batch_size", "buffer_size", "cnn_features"):
-            _positive_int(self, name)
+        _positive_int(self, "cnn_features")
         validate_network_fields(self)
-        if isinstance(self.warmup_steps, bool) or not isinstance(self.warmup_steps, int) or self.warmup_steps < 0:
-            raise ValueError(f"warmup_steps={self.warmup_steps!r} must be a non-negative integer")
         if isinstance(self.shift_pad, bool) or not isinstance(self.shift_pad, int) or self.shift_pad < 0:
             raise ValueError(f"shift_pad={self.shift_pad!r} must be a non-negative integer")
-        if self.buffer_size // self.num_envs < 2:
-            raise ValueError(f"buffer_size={self.buffer_size} must hold at least 2 transitions per env (num_envs={self.num_envs})")
         if not self.log_std_min < self.log_std_max:
             raise ValueError(f"log_std_min={self.log_std_min!r} must be < log_std_max={self.log_std_max!r}")
         for name in ("actor_lr", "critic_lr", "alpha_lr", "init_temperature"):
@@ -113,20 +101,8 @@ class SACConfig(ObjectiveConfig):
             raise ValueError(f"gamma={self.gamma!r} must be in [0, 1]")
         if not 0.0 < self.tau <= 1.0:
             raise ValueError(f"tau={self.tau!r} must be in (0, 1]")
-        if "acro" in (self.objective, self.repdib_inner) and self.buffer_size // self.num_envs < ACRO_MAX_K:
-            raise ValueError(
-                f"objective acro draws offsets k up to {ACRO_MAX_K - 1}: buffer_size // num_envs = {self.buffer_size // self.num_envs} "
-                f"must be >= {ACRO_MAX_K}"
-            )
-
-    @property
-    def warmup_updates(self) -> int:
-        """Updates whose actions are random and whose gradient steps are discarded."""
-        return math.ceil(self.warmup_steps / (self.num_envs * self.collect_steps))
 
 
-ACRO_MAX_K = 15  # ACRO's K (offsets 1..K-1; the objective's default, Islam et al. 2022)
-AUX_SALT = 0xA0B  # folded into a key for the objective's draws, so the no-objective program keeps its own key splits
 
 # Named starting points; `jaxrl-suite train --agent sac --preset NAME` starts from these.
 PRESETS: dict[str, SACConfig] = {
