@@ -16,6 +16,7 @@ import pytest
 import gymnax
 from jaxrl_suite import agents, config as cfg_lib, ppo, training
 import jaxrl_suite.envs  # noqa: F401  (its jitted methods are decorated at import; the no-compile test patches jax.jit)
+from trainer_helpers import assert_trees_equal
 
 gymnax.make("CartPole-v1")  # likewise for gymnax's env modules
 
@@ -24,11 +25,6 @@ TINY = ppo.PPOConfig(
     hidden_sizes=(16, 16), num_updates=8, eval_every=1, evals_per_chunk=2, eval_episodes=2, learning_rate=1e-3,
     normalize_obs=True, normalize_reward=True,
 )
-
-
-def _assert_trees_equal(a, b):
-    for x, y in zip(jax.tree.leaves(a), jax.tree.leaves(b), strict=True):
-        np.testing.assert_array_equal(np.asarray(x), np.asarray(y))
 
 
 def _max_abs_diff(a, b):
@@ -65,15 +61,15 @@ def test_chunked_updates_equal_single_program_bitwise():
     state_single, metrics_single = one_program.train(batch.keys, batch.hyper)
     state_chunked, metrics_chunked = _run_chunks(TINY)  # 4 chunks of 2
     assert metrics_single["return_mean"].shape == metrics_chunked["return_mean"].shape == (2, 8)
-    _assert_trees_equal(state_single, state_chunked)
-    _assert_trees_equal(metrics_single, metrics_chunked)
+    assert_trees_equal(state_single, state_chunked)
+    assert_trees_equal(metrics_single, metrics_chunked)
     assert int(state_chunked.step[0]) == 8
 
 
 def test_same_key_and_layout_is_bitwise_reproducible():
     a = _run_chunks(TINY)
     b = _run_chunks_uncached(TINY)
-    _assert_trees_equal(a, b)
+    assert_trees_equal(a, b)
 
 
 def test_seed_alone_matches_seed_in_batch_of_8_to_tolerance():
@@ -119,7 +115,7 @@ def test_frozen_member_keeps_its_parameters():
     assert bool(state.diverged[0]) and not bool(state.diverged[1])
     before = state.agent
     state, _ = bt.update(state)
-    _assert_trees_equal(jax.tree.map(lambda x: x[0], before), jax.tree.map(lambda x: x[0], state.agent))
+    assert_trees_equal(jax.tree.map(lambda x: x[0], before), jax.tree.map(lambda x: x[0], state.agent))
     changed = jax.tree.map(lambda a, b: bool(jnp.any(a[1] != b[1])), before.params, state.agent.params)
     assert any(jax.tree.leaves(changed))  # the healthy member kept learning
 

@@ -17,6 +17,7 @@ import numpy as np
 import pytest
 
 from jaxrl_suite import agents, config as cfg_lib, dqn, references, training
+from trainer_helpers import assert_trees_equal, run_in_chunks
 
 TINY = dqn.DQNConfig(
     env="exo-gridworld", num_envs=2, collect_steps=2, gradient_steps=2, batch_size=16, buffer_size=200, warmup_steps=0,
@@ -24,22 +25,9 @@ TINY = dqn.DQNConfig(
 )
 
 
-def _assert_trees_equal(a, b):
-    for x, y in zip(jax.tree.leaves(a), jax.tree.leaves(b), strict=True):
-        np.testing.assert_array_equal(np.asarray(x), np.asarray(y))
-
-
 @functools.lru_cache(maxsize=None)
 def _chunked(config, num_seeds=2):
-    static, batch = cfg_lib.make_batch(config, num_seeds)
-    bt = training.batched(dqn.make_train(static))
-    state = bt.init(batch.keys, batch.hyper)
-    initial = state
-    chunks = []
-    for _ in range(static.num_chunks):
-        state, metrics = bt.update(state)
-        chunks.append(metrics)
-    return initial, state, training.concat_metrics(chunks)
+    return run_in_chunks(dqn.make_train, config, num_seeds)
 
 
 def test_double_q_target_uses_online_argmax_target_value_and_no_bootstrap_after_termination():
@@ -79,7 +67,7 @@ def test_dqn_target_network_is_a_hard_copy_every_n_gradient_steps():
     bt = training.batched(dqn.make_train(static))
     state0 = bt.init(batch.keys, batch.hyper)
     state1, _ = bt.update(state0)  # gradient steps 1, 2: target untouched
-    _assert_trees_equal(state1.agent.target_params, state0.agent.params)
+    assert_trees_equal(state1.agent.target_params, state0.agent.params)
     assert not np.allclose(np.asarray(jax.tree.leaves(state1.agent.params)[0]), np.asarray(jax.tree.leaves(state0.agent.params)[0]))
     state2, _ = bt.update(state1)  # gradient steps 3 (copy), 4: target = params after step 3, not step 4
     after_copy = state2.agent.target_params
@@ -92,8 +80,8 @@ def test_dqn_chunked_equals_single_program_bitwise():
     one_program = training.batched(dqn.make_train(dataclasses.replace(static, evals_per_chunk=4)))
     state_single, metrics_single = one_program.train(batch.keys, batch.hyper)
     _, state_chunked, metrics_chunked = _chunked(TINY)
-    _assert_trees_equal(state_single, state_chunked)
-    _assert_trees_equal(metrics_single, metrics_chunked)
+    assert_trees_equal(state_single, state_chunked)
+    assert_trees_equal(metrics_single, metrics_chunked)
 
 
 def test_dqn_rejects_bad_input_before_compiling():

@@ -17,6 +17,7 @@ import numpy as np
 import pytest
 
 from jaxrl_suite import agents, augment, config as cfg_lib, sac, training
+from trainer_helpers import assert_trees_equal, run_in_chunks
 
 TINY = sac.SACConfig(
     env="cartpole-balance", action_repeat=8, num_envs=2, collect_steps=2, gradient_steps=2, batch_size=16, buffer_size=200,
@@ -24,22 +25,9 @@ TINY = sac.SACConfig(
 )
 
 
-def _assert_trees_equal(a, b):
-    for x, y in zip(jax.tree.leaves(a), jax.tree.leaves(b), strict=True):
-        np.testing.assert_array_equal(np.asarray(x), np.asarray(y))
-
-
 @functools.lru_cache(maxsize=None)
 def _chunked(config, num_seeds=2):
-    static, batch = cfg_lib.make_batch(config, num_seeds)
-    bt = training.batched(sac.make_train(static))
-    state = bt.init(batch.keys, batch.hyper)
-    initial = state
-    chunks = []
-    for _ in range(static.num_chunks):
-        state, metrics = bt.update(state)
-        chunks.append(metrics)
-    return initial, state, training.concat_metrics(chunks)
+    return run_in_chunks(sac.make_train, config, num_seeds)
 
 
 def test_soft_td_target_bootstraps_on_truncation_not_on_termination():
@@ -88,8 +76,8 @@ def test_sac_chunked_equals_single_program_bitwise():
     one_program = training.batched(sac.make_train(dataclasses.replace(static, evals_per_chunk=4)))
     state_single, metrics_single = one_program.train(batch.keys, batch.hyper)
     _, state_chunked, metrics_chunked = _chunked(TINY)
-    _assert_trees_equal(state_single, state_chunked)
-    _assert_trees_equal(metrics_single, metrics_chunked)
+    assert_trees_equal(state_single, state_chunked)
+    assert_trees_equal(metrics_single, metrics_chunked)
 
 
 def test_sac_warmup_acts_randomly_and_leaves_networks_untouched():
@@ -97,8 +85,8 @@ def test_sac_warmup_acts_randomly_and_leaves_networks_untouched():
     config = dataclasses.replace(TINY, warmup_steps=40)
     assert config.warmup_updates == 10
     initial, state, metrics = _chunked(config)
-    _assert_trees_equal(initial.agent.params, state.agent.params)
-    _assert_trees_equal(initial.agent.log_alpha, state.agent.log_alpha)
+    assert_trees_equal(initial.agent.params, state.agent.params)
+    assert_trees_equal(initial.agent.log_alpha, state.agent.log_alpha)
     actions = np.asarray(state.agent.buffer.fields["action"][:, :, :16])
     assert np.all(np.abs(actions) <= 1.0) and actions.std() > 0.4  # uniform on [-1, 1] has std 0.58
     assert not np.allclose(np.asarray(initial.agent.env.obs), np.asarray(state.agent.env.obs))

@@ -21,6 +21,7 @@ from jaxrl_suite import agents, losses, references, training
 from jaxrl_suite import config as cfg_lib
 from jaxrl_suite.world_models import dreamer, robust
 from jaxrl_suite.world_models.rssm import RSSM, imagine, initial_state, kl_losses, observe
+from trainer_helpers import assert_trees_equal, run_in_chunks
 
 TINY = dreamer.DreamerConfig(
     env="cartpole-balance", action_repeat=8, num_envs=2, collect_steps=4, train_steps=1, batch_size=4, seq_len=6,
@@ -28,11 +29,6 @@ TINY = dreamer.DreamerConfig(
     num_updates=4, eval_every=1, evals_per_chunk=2, eval_episodes=2,
 )
 TINY_ROBUST = robust.from_dreamer(TINY)
-
-
-def _assert_trees_equal(a, b):
-    for x, y in zip(jax.tree.leaves(a), jax.tree.leaves(b), strict=True):
-        np.testing.assert_array_equal(np.asarray(x), np.asarray(y))
 
 
 # ---------------------------------------------------------------- symlog, two-hot, lambda-returns
@@ -173,15 +169,7 @@ def test_cube_mask_hides_whole_patches_for_whole_blocks_at_the_ratio():
 
 @functools.lru_cache(maxsize=None)
 def _chunked_run(config):
-    static, batch = cfg_lib.make_batch(config, 2)
-    bt = training.batched(dreamer.make_train(static))
-    state = bt.init(batch.keys, batch.hyper)
-    init_state = state
-    chunks = []
-    for _ in range(static.num_chunks):
-        state, metrics = bt.update(state)
-        chunks.append(metrics)
-    return init_state, state, training.concat_metrics(chunks)
+    return run_in_chunks(dreamer.make_train, config)
 
 
 def test_dreamer_trains_under_vmap_over_two_seeds_with_finite_metrics():
@@ -206,8 +194,8 @@ def test_dreamer_chunked_updates_equal_single_program_bitwise():
     one_program = training.batched(dreamer.make_train(dataclasses.replace(static, evals_per_chunk=4)))
     state_single, metrics_single = one_program.train(batch.keys, batch.hyper)
     _, state_chunked, metrics_chunked = _chunked_run(TINY)  # 2 chunks of 2 updates
-    _assert_trees_equal(state_single, state_chunked)
-    _assert_trees_equal(metrics_single, metrics_chunked)
+    assert_trees_equal(state_single, state_chunked)
+    assert_trees_equal(metrics_single, metrics_chunked)
 
 
 def test_robust_variant_ablation_is_a_vmapped_coefficient_sweep():
