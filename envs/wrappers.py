@@ -284,34 +284,11 @@ class StateDistractorWrapper(environment.Environment):
 # ---- frame stacking and action repeat ---------------------------------------------------------
 
 
-@struct.dataclass
-class FrameStackState:
-    """The inner env's state and the stacked observation (last axis holds the k frames in order)."""
-
-    env_state: Any
-    frames: jax.Array
-
-
 @dataclasses.dataclass(frozen=True)
-class FrameStack(environment.Environment):
-    """The last `num_frames` observations concatenated on the last axis, oldest first.
-
-    Pixels (H, W, C) become (H, W, C * k), uint8 kept; state features (D,) become (D * k,). After
-    an episode ends the stack restarts filled with k copies of the first observation, so no frame
-    of the old episode leaks into the new one; `info["final_observation"]` is the stack that ends
-    with the pre-reset observation.
-    """
+class _InnerParamsWrapper(environment.Environment):
+    """A wrapper that keeps the inner env's params, name and spaces (subclasses change what they must)."""
 
     env: Any
-    num_frames: int = 3
-
-    def __post_init__(self):
-        _require_gymnax(self.env, "FrameStack")
-        if not isinstance(self.num_frames, int) or self.num_frames < 1:
-            raise ValueError(f"num_frames={self.num_frames!r} must be a positive integer")
-        space = self.env.observation_space(self.env.default_params)
-        if not isinstance(space, spaces.Box) or len(space.shape) == 0:
-            raise ValueError(f"FrameStack needs an array observation space (gymnax Box with ndim >= 1), got {space!r}")
 
     @property
     def name(self) -> str:
@@ -320,7 +297,7 @@ class FrameStack(environment.Environment):
 
     @property
     def default_params(self) -> Any:
-        """The inner env's params (FrameStack adds none)."""
+        """The inner env's params (the wrapper adds none)."""
         return self.env.default_params
 
     @property
@@ -331,6 +308,39 @@ class FrameStack(environment.Environment):
     def action_space(self, params: Any = None) -> spaces.Space:
         """The inner env's action space."""
         return self.env.action_space(_default(self, params))
+
+    def observation_space(self, params: Any = None) -> spaces.Space:
+        """The inner env's observation space."""
+        return self.env.observation_space(_default(self, params))
+
+
+@struct.dataclass
+class FrameStackState:
+    """The inner env's state and the stacked observation (last axis holds the k frames in order)."""
+
+    env_state: Any
+    frames: jax.Array
+
+
+@dataclasses.dataclass(frozen=True)
+class FrameStack(_InnerParamsWrapper):
+    """The last `num_frames` observations concatenated on the last axis, oldest first.
+
+    Pixels (H, W, C) become (H, W, C * k), uint8 kept; state features (D,) become (D * k,). After
+    an episode ends the stack restarts filled with k copies of the first observation, so no frame
+    of the old episode leaks into the new one; `info["final_observation"]` is the stack that ends
+    with the pre-reset observation.
+    """
+
+    num_frames: int = 3
+
+    def __post_init__(self):
+        _require_gymnax(self.env, "FrameStack")
+        if not isinstance(self.num_frames, int) or self.num_frames < 1:
+            raise ValueError(f"num_frames={self.num_frames!r} must be a positive integer")
+        space = self.env.observation_space(self.env.default_params)
+        if not isinstance(space, spaces.Box) or len(space.shape) == 0:
+            raise ValueError(f"FrameStack needs an array observation space (gymnax Box with ndim >= 1), got {space!r}")
 
     def observation_space(self, params: Any = None) -> spaces.Box:
         """The inner Box with its last axis k times longer (array bounds tiled, scalar bounds kept)."""
@@ -374,7 +384,7 @@ class FrameStack(environment.Environment):
 
 
 @dataclasses.dataclass(frozen=True)
-class ActionRepeat(environment.Environment):
+class ActionRepeat(_InnerParamsWrapper):
     """Each agent action applied for `repeat` inner steps; rewards summed; stops at an episode end.
 
     When the inner env terminates or truncates at a sub-step, the remaining sub-steps are skipped:
@@ -383,36 +393,12 @@ class ActionRepeat(environment.Environment):
     envs prefer `make(..., action_repeat=k)`, which renders once per agent step.
     """
 
-    env: Any
     repeat: int = 2
 
     def __post_init__(self):
         _require_gymnax(self.env, "ActionRepeat")
         if not isinstance(self.repeat, int) or self.repeat < 1:
             raise ValueError(f"repeat={self.repeat!r} must be a positive integer")
-
-    @property
-    def name(self) -> str:
-        """Inner name."""
-        return self.env.name
-
-    @property
-    def default_params(self) -> Any:
-        """The inner env's params (ActionRepeat adds none)."""
-        return self.env.default_params
-
-    @property
-    def num_actions(self) -> int:
-        """The inner env's."""
-        return self.env.num_actions
-
-    def action_space(self, params: Any = None) -> spaces.Space:
-        """The inner env's action space."""
-        return self.env.action_space(_default(self, params))
-
-    def observation_space(self, params: Any = None) -> spaces.Space:
-        """The inner env's observation space."""
-        return self.env.observation_space(_default(self, params))
 
     @partial(jax.jit, static_argnames=("self",))
     def reset(self, key: jax.Array, params: Any = None):
