@@ -1,4 +1,4 @@
-"""World-model agent throughput, run by hand: `python bench/world_model_throughput.py [--agent dreamer] [--preset cartpole-cpu]`.
+"""World-model agent throughput, run by hand: `python bench/world_model_throughput.py [--agent dreamer] [--preset cartpole-cpu-small]`.
 
 For 1, 4 and 16 vmapped seeds (`--seeds`), one table row each: agent-env steps per second
 (summed over seeds) and model updates per second (gradient steps of world model + actor-critic,
@@ -6,10 +6,11 @@ summed over seeds), and the wall time of one chunk. One update collects num_envs
 collect_steps env steps and runs train_steps gradient steps, so the two rates are tied by the
 preset's ratio; both are printed because they are what other world-model codebases report.
 
-Protocol: the preset (default cartpole-cpu, from state) with its prefill set to 0 so every timed
-update learns; one chunk of `--updates` updates (evaluation excluded: eval_every equals the
-chunk); compile and one warm-up chunk excluded; best of `--repeats` timed chunks. On a shared
-CPU the absolute figures are noisy; run it on an idle machine for figures you quote.
+Protocol: the preset (default cartpole-cpu-small, from state: the CPU preset of the slow test and
+of experiments/world-models.toml) with its prefill set to 0 so every timed update learns; one
+chunk of `--updates` updates (evaluation excluded: eval_every equals the chunk); compile and one
+warm-up chunk excluded; best of `--repeats` timed chunks. On a shared CPU the absolute figures
+are noisy; run it on an idle machine for figures you quote.
 """
 
 from __future__ import annotations
@@ -57,7 +58,7 @@ def main() -> None:
     """Print one row per seed count."""
     parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     parser.add_argument("--agent", default="dreamer", choices=["dreamer", "dreamer-robust"])
-    parser.add_argument("--preset", default="cartpole-cpu")
+    parser.add_argument("--preset", default="cartpole-cpu-small")
     parser.add_argument("--seeds", default="1,4,16")
     parser.add_argument("--updates", type=int, default=20)
     parser.add_argument("--repeats", type=int, default=2)

@@ -10,8 +10,9 @@ Markov process of its own that never reads the action (state features and/or pix
 Design points that the tests pin down:
 - The state keeps `endo` (task) and `exo` (distractor) apart; `info` exposes both as flat float
   vectors, so any embedding can be probed for what it kept.
-- Every step splits its key the same way, distractor on or off, and the distractor advances with
-  its own key before anything else: the endogenous trajectory does not depend on the distractor
+- Every step draws its randomness the same way, distractor on or off (one threefry call for the
+  distractor's key, the task's key and the auto-reset), and the distractor advances with its own
+  key before anything else: the endogenous trajectory does not depend on the distractor
   and the exogenous trajectory does not depend on the actions.
 - Auto-reset replaces only `endo` (gymnax's base `step` would swap the whole state and so restart
   the distractor at every episode end); the distractor runs straight through episode boundaries.
@@ -51,6 +52,37 @@ def flat_vector(tree: Any) -> jax.Array:
     return jnp.concatenate([jnp.ravel(x).astype(jnp.float32) for x in leaves])
 
 
+def split_with_bits(key: jax.Array, num_keys: int, num_words: int = 0) -> tuple[jax.Array, jax.Array]:
+    """`num_keys` independent keys and `num_words` random uint32 words, from one draw of `key`.
+
+    On CPU each threefry call compiles to a small XLA while loop whose fixed cost dominates what
+    it draws (about 20 us per call for 1024 vmapped envs on the 2-core CPU, plus ~5 us per word), so a step
+    that splits its key and then draws with every piece pays that cost several times. Here the new
+    keys' data and the extra words all come from one `jax.random.bits` call: a key is only its
+    implementation's key-data words, and a split also makes them from the same random bits.
+    """
+    if not jnp.issubdtype(key.dtype, jax.dtypes.prng_key):
+        key = jax.random.wrap_key_data(key)  # a legacy raw uint32 key
+    width = jax.random.key_data(key).shape[-1]
+    bits = jax.random.bits(key, (num_keys * width + num_words,), jnp.uint32)
+    keys = jax.random.wrap_key_data(bits[: num_keys * width].reshape(num_keys, width), impl=jax.random.key_impl(key))
+    return keys, bits[num_keys * width :]
+
+
+def uniform_from_bits(bits: jax.Array, minval: Any = 0.0, maxval: Any = 1.0) -> jax.Array:
+    """Uniform floats in [minval, maxval) from random uint32 words, one each (as `jax.random.uniform` makes them)."""
+    # 23 random mantissa bits under the exponent of 1.0 give a float in [1, 2)
+    unit = jax.lax.bitcast_convert_type((bits >> 9) | jnp.uint32(0x3F800000), jnp.float32) - 1.0
+    minval, maxval = jnp.asarray(minval, jnp.float32), jnp.asarray(maxval, jnp.float32)
+    return jnp.maximum(minval, unit * (maxval - minval) + minval)
+
+
+def normal_from_bits(bits: jax.Array) -> jax.Array:
+    """Standard normal floats from random uint32 words, one each (as `jax.random.normal` makes them)."""
+    low = jnp.nextafter(jnp.float32(-1.0), jnp.float32(0.0))  # keeps erfinv finite
+    return jnp.sqrt(2.0).astype(jnp.float32) * jax.scipy.special.erfinv(uniform_from_bits(bits, low, 1.0))
+
+
 @struct.dataclass
 class EnvState:
     """Environment state: the controllable system, the distractor process, and episode time."""
@@ -80,6 +112,11 @@ class Task(abc.ABC):
 
     name: ClassVar[str] = "task"
     version: ClassVar[int] = 1
+    # > 0: the task also draws its initial state from this many random uint32 words
+    # (`reset_from_bits`), so an auto-resetting step takes them from its one random draw
+    reset_words: ClassVar[int] = 0
+    # False: `step` never draws from its key (deterministic dynamics), so a step need not make one
+    stochastic_step: ClassVar[bool] = True
     episode_steps: ClassVar[int] = 1000
     view: ClassVar[View] = View(0.0, 0.0, 1.0)
     # colours of the task's materials, (M, 3) in [0, 1]; the colour distractor perturbs these
@@ -93,6 +130,10 @@ class Task(abc.ABC):
     @abc.abstractmethod
     def reset(self, key: jax.Array, params: Any) -> Any:
         """Draw an initial endogenous state."""
+
+    def reset_from_bits(self, bits: jax.Array, params: Any) -> Any:
+        """Draw an initial endogenous state from `reset_words` random uint32 words."""
+        raise ValueError(f"task {self.name!r} has reset_words=0: it draws its initial state from a key with reset(key, params)")
 
     @abc.abstractmethod
     def step(self, key: jax.Array, endo: Any, action: jax.Array, params: Any) -> Any:
@@ -299,7 +340,7 @@ class DistractedEnv(environment.Environment):
     def step(self, key: jax.Array, state: EnvState, action: jax.Array, params: EnvParams | None = None):
         """One agent step with auto-reset of the task only; the distractor runs on."""
         params = self.default_params if params is None else params
-        key_exo, key_endo, key_reset = jax.random.split(key, 3)
+        key_exo, key_endo, reset_draw = self.step_randomness(key)
 
         moved = self.distractor.step(key_exo, state.exo, params.distractor)
         exo = tree_select(params.exo_frozen, state.exo, moved)
@@ -309,7 +350,8 @@ class DistractedEnv(environment.Environment):
         truncated = jnp.logical_and(time >= params.max_steps_in_episode, jnp.logical_not(terminated))
         done = jnp.logical_or(terminated, truncated)
 
-        endo_next = tree_select(done, self.task.reset(key_reset, params.task), endo)
+        fresh = self.task.reset_from_bits(reset_draw, params.task) if self.task.reset_words else self.task.reset(reset_draw, params.task)
+        endo_next = tree_select(done, fresh, endo)
         obs, final_obs = self._observe_pair(endo_next, endo, exo, params)
         info = {
             "endo": self.task.endo_vector(endo_next),
@@ -322,6 +364,19 @@ class DistractedEnv(environment.Environment):
         }
         next_state = EnvState(endo=endo_next, exo=exo, time=jnp.where(done, 0, time))
         return obs, next_state, reward, terminated, truncated, info
+
+    def step_randomness(self, key: jax.Array) -> tuple[jax.Array, jax.Array, jax.Array]:
+        """A step's key for the distractor, key for the task, and auto-reset randomness, from one draw.
+
+        One threefry call (see split_with_bits), the same with the distractor on or off. The reset
+        randomness is `task.reset_words` random words for `task.reset_from_bits`, or a key for
+        `task.reset` when the task has none. A task whose step is deterministic
+        (`stochastic_step` False) gets the step's own key, which it never draws from, and the draw
+        is two words shorter.
+        """
+        words, stochastic = self.task.reset_words, self.task.stochastic_step
+        keys, bits = split_with_bits(key, 1 + int(stochastic) + int(not words), words)
+        return keys[0], (keys[1] if stochastic else key), (bits if words else keys[-1])
 
     # ---- internals ----------------------------------------------------------------------------
 
@@ -353,13 +408,14 @@ class DistractedEnv(environment.Environment):
         """Observation of a state: features, or a rendered uint8 frame."""
         if self.obs == "state":
             return self._state_obs(state.endo, state.exo, params)
-        scene = self._render_scene(state.exo, params)
-        return self._render_system(scene, state.endo)
+        endo, exo = render.materialize((state.endo, state.exo))
+        return self._render_system(self._render_scene(exo, params), endo)
 
     def _observe_pair(self, endo_a, endo_b, exo, params):
         """Observations of two endo states under the same exo; the distractor is rendered once."""
         if self.obs == "state":
             return self._state_obs(endo_a, exo, params), self._state_obs(endo_b, exo, params)
+        endo_a, endo_b, exo = render.materialize((endo_a, endo_b, exo))
         scene = self._render_scene(exo, params)
         return self._render_system(scene, endo_a), self._render_system(scene, endo_b)
 
@@ -392,5 +448,5 @@ class DistractedEnv(environment.Environment):
     def render_frame(self, state: EnvState, params: EnvParams | None = None) -> jax.Array:
         """A uint8 frame of the state at `image_size`, whatever the observation mode."""
         params = self.default_params if params is None else params
-        scene = self._render_scene(state.exo, params)
-        return self._render_system(scene, state.endo)
+        endo, exo = render.materialize((state.endo, state.exo))
+        return self._render_system(self._render_scene(exo, params), endo)

@@ -29,6 +29,30 @@ class Layer(NamedTuple):
     alpha: jax.Array
 
 
+def materialize(tree):
+    """The same pytree of (small, per-env) values, computed once before the per-pixel loops read them.
+
+    XLA fuses cheap elementwise producers into the consumers that broadcast them, so without this a
+    distractor's update (its random draw with erfinv's polynomial, a random walk, a clip) is
+    recomputed inside the frame's fused loop for every pixel and channel: 30x slower frames with
+    the `color` distractor on CPU. `jax.lax.optimization_barrier` does not prevent it there (XLA's
+    CPU compiler expands barriers before fusion); a product with the identity matrix does, since
+    XLA never fuses a dot into an elementwise loop. Exact for finite values (x * 1 + 0).
+    """
+    leaves, treedef = jax.tree.flatten(tree)
+    floats = [i for i, x in enumerate(leaves) if jnp.issubdtype(jnp.result_type(x), jnp.float32) and jnp.size(x) > 0]
+    if not floats:
+        return tree
+    flat = jnp.concatenate([jnp.ravel(leaves[i]).astype(jnp.float32) for i in floats])
+    flat = jnp.eye(flat.size, dtype=jnp.float32) @ flat
+    offset = 0
+    for i in floats:  # integer leaves (grid cells, discrete actions) pass through untouched
+        n = int(jnp.size(leaves[i]))
+        leaves[i] = flat[offset:offset + n].reshape(jnp.shape(leaves[i])).astype(jnp.result_type(leaves[i]))
+        offset += n
+    return jax.tree.unflatten(treedef, leaves)
+
+
 def pixel_grid(size: int, view: View) -> jax.Array:
     """World coordinates (H, W, 2) of pixel centres, x to the right and y up (row 0 is the top)."""
     ticks = (jnp.arange(size, dtype=jnp.float32) + 0.5) / size * 2.0 - 1.0

@@ -29,9 +29,21 @@ the runner restore each run's final state and evaluate every member again under 
 preset or split; those evaluations are extra rows of results.csv whose `eval_on` column names
 the target (the rows of the training run itself have an empty `eval_on`).
 
+Offline grids: a `[datasets.NAME]` table describes a dataset (the fields of
+`datasets.DatasetSpec`), and a grid with `datasets` (and `representations`, the names of
+`pretrain.REPRESENTATIONS`, default "raw") instead of envs runs every dataset x offline agent x
+representation as one run whose batch axis is the seeds (x sweep settings). The runner generates
+each dataset once into `OUT/datasets/NAME.npz` (a file already there, made from the same table and
+sha-verified by `datasets.load`, is reused on resume); offline agents take `pretrain.PRESETS`
+(cpu, gpu, tiny) as their presets. Their rows carry `dataset` and `representation` columns, the
+normalised score of `datasets.normalized_score` (as a fraction, like the online rows), and the
+final rows the frozen encoders' probe R^2 (`pretrain.probe_members`: `probe_endo_r2`,
+`probe_exo_r2`) when the experiment checkpoints.
+
 Everything is validated before anything compiles: an unknown key, a wrong type, an unknown
-agent / env / distractor / preset / config field, a non-sweepable sweep field, or a config that
-fails its own `validate()` raises a ValueError naming the file, the key and the valid choices.
+agent / env / distractor / preset / config field / dataset field / representation, a
+non-sweepable sweep field, or a config that fails its own `validate()` raises a ValueError
+naming the file, the key and the valid choices.
 After the runs, `OUT/results.csv` holds one tidy row per run, seed and evaluation point, and
 `report.build_report(OUT)` writes the table, plots and report.md from it.
 """
@@ -43,6 +55,7 @@ import dataclasses
 import itertools
 import json
 import os
+import re
 import time
 import tomllib
 from pathlib import Path
@@ -53,11 +66,14 @@ import numpy as np
 from jaxrl_suite import agents, references
 from jaxrl_suite.config import TrainConfig, make_batch, sweepable_fields
 
-TOP_KEYS = ("name", "description", "seeds", "seed", "checkpoint", "grid", "agents")
-GRID_KEYS = ("agents", "envs", "obs", "distractors", "difficulties", "eval_difficulties", "image_size")
+TOP_KEYS = ("name", "description", "seeds", "seed", "checkpoint", "grid", "agents", "datasets")
+GRID_KEYS = ("agents", "envs", "obs", "distractors", "difficulties", "eval_difficulties", "image_size", "datasets", "representations")
+# an offline grid takes its env, observation mode and distractor from its datasets
+ONLINE_ONLY_GRID_KEYS = ("envs", "obs", "distractors", "difficulties", "eval_difficulties", "image_size")
 AGENT_KEYS = ("preset", "config", "sweep")
 # set by the grid or the top level, never through an agent's `config` table
-GRID_FIELDS = ("env", "obs", "distractor", "difficulty", "image_size", "seed")
+GRID_FIELDS = ("env", "obs", "distractor", "difficulty", "image_size", "seed", "dataset", "representation")
+DATASET_NAME = re.compile(r"^[A-Za-z0-9][A-Za-z0-9_.-]*$")
 RESULT_COLUMNS = (
     "experiment", "run", "agent", "env", "obs", "distractor", "difficulty", "image_size", "action_repeat", "setting",
     "seed", "step", "env_steps", "return_mean", "return_std", "normalized_score", "diverged", "eval_on",
@@ -74,6 +90,8 @@ class RunSpec:
     overrides: tuple[dict[str, Any], ...]  # per member setting: sweep values, and `difficulty` when batched
     eval_difficulties: tuple[str, ...] = ()  # presets / splits the final state is evaluated under afterwards
     variant: dict[str, Any] = dataclasses.field(default_factory=dict)  # swept static fields (already in config)
+    dataset: str = ""  # offline runs: the name of the [datasets.NAME] table it trains on
+    representation: str = ""  # offline runs: the pretrain.REPRESENTATIONS setting
 
     @property
     def difficulties(self) -> tuple[str, ...]:
@@ -92,6 +110,7 @@ class Experiment:
     checkpoint: bool
     runs: tuple[RunSpec, ...]
     source: dict[str, Any]  # the file's table after --set, as run
+    datasets: dict[str, Any] = dataclasses.field(default_factory=dict)  # name -> datasets.DatasetSpec used by a run
 
 
 class ExperimentError(ValueError):
@@ -171,11 +190,16 @@ def _agent_table(path: str, name: str, table: Mapping[str, Any]) -> tuple[TrainC
     where = f"agents.{name}"
     _check_keys(path, where, table, AGENT_KEYS)
     entry = agents.get(name)
+    presets = dict(entry.presets)
+    if _is_offline(name):  # the offline agents' budgets are the two-stage pipeline's presets (one place: pretrain.py)
+        from jaxrl_suite import pretrain
+
+        presets.update({p: pretrain.preset_config(entry.config_cls, p) for p in pretrain.PRESETS})
     preset = table.get("preset")
     if preset is not None:
-        if not isinstance(preset, str) or preset not in entry.presets:
-            _fail(path, f"{where}.preset", f"unknown preset {preset!r} for agent {name!r}; valid: {sorted(entry.presets)}")
-        base = entry.presets[preset]
+        if not isinstance(preset, str) or preset not in presets:
+            _fail(path, f"{where}.preset", f"unknown preset {preset!r} for agent {name!r}; valid: {sorted(presets)}")
+        base = presets[preset]
     else:
         base = entry.config_cls()
     defaults = {f.name: getattr(base, f.name) for f in dataclasses.fields(base)}
@@ -210,6 +234,88 @@ def _agent_table(path: str, name: str, table: Mapping[str, Any]) -> tuple[TrainC
     settings = [dict(combo) for combo in itertools.product(*axes)] if axes else [{}]
     variants = [dict(combo) for combo in itertools.product(*static_axes)] if static_axes else [{}]
     return base, settings, variants
+
+
+def _is_offline(agent: str) -> bool:
+    """Whether a registered agent learns from a dataset (its config is an `offline.OfflineConfig`)."""
+    from jaxrl_suite.offline import OfflineConfig
+
+    return issubclass(agents.get(agent).config_cls, OfflineConfig)
+
+
+def offline_agents() -> list[str]:
+    """The registered agents that learn from a dataset."""
+    return [a for a in agents.list_agents() if _is_offline(a)]
+
+
+def _dataset_tables(path: str, tables: Any) -> dict[str, Any]:
+    """The [datasets.NAME] tables as validated `datasets.DatasetSpec`s (nothing is generated here)."""
+    from jaxrl_suite import datasets
+
+    if not isinstance(tables, dict):
+        _fail(path, "datasets", f"must be a table of [datasets.NAME] tables, got {tables!r}")
+    fields = [f.name for f in dataclasses.fields(datasets.DatasetSpec)]
+    defaults = datasets.DatasetSpec()
+    specs = {}
+    for name, table in tables.items():
+        where = f"datasets.{name}"
+        if not DATASET_NAME.match(name):
+            _fail(path, where, "a dataset name is a file name: letters, digits, '_', '.', '-' (not starting with '.', '_' or '-')")
+        _check_keys(path, where, table, fields)
+        values = {k: _typed_value(path, f"{where}.{k}", v, getattr(defaults, k)) for k, v in table.items()}
+        spec = datasets.DatasetSpec(**values)
+        try:
+            spec.validate()
+        except ValueError as err:
+            _fail(path, where, str(err))
+        specs[name] = spec
+    return specs
+
+
+def dataset_path(out_dir: str | os.PathLike, name: str) -> Path:
+    """Where the runner keeps the dataset NAME of an experiment: OUT/datasets/NAME.npz (sidecar NAME.json beside it)."""
+    return Path(out_dir) / "datasets" / f"{name}.npz"
+
+
+def _offline_runs(
+    path: str, where: str, grid: Mapping[str, Any], grid_agents: Sequence[str], specs: Mapping[str, Any],
+    bases: Mapping[str, tuple[TrainConfig, list[dict[str, Any]], list[dict[str, Any]]]], num_seeds: int, first_seed: int,
+) -> list[RunSpec]:
+    """The runs of an offline grid: dataset x agent x static variant x representation, seeds (x sweep settings) batched."""
+    from jaxrl_suite import pretrain
+    from jaxrl_suite.rollout import make_env
+
+    for key in ONLINE_ONLY_GRID_KEYS:
+        if key in grid:
+            _fail(path, f"{where}.{key}", "an offline grid (one with `datasets`) takes env, obs, distractor, difficulty and image size "
+                  f"from its [datasets.NAME] tables; remove it (offline grid keys: ['agents', 'datasets', 'representations'])")
+    names = _string_list(path, f"{where}.datasets", grid["datasets"], sorted(specs))
+    representations = _string_list(path, f"{where}.representations", grid.get("representations", "raw"), list(pretrain.REPRESENTATIONS))
+    for agent_name in grid_agents:
+        if not _is_offline(agent_name):
+            _fail(path, f"{where}.agents", f"{agent_name!r} is not an offline agent and cannot train on datasets; valid: {offline_agents()}")
+        for representation in representations:
+            if representation != "raw" and agent_name not in pretrain.AGENTS:
+                _fail(path, f"{where}.representations", f"{representation!r} is a two-stage pipeline for {list(pretrain.AGENTS)}, "
+                      f"not {agent_name!r}; with {agent_name!r} use ['raw']")
+    runs = []
+    for name, agent_name in itertools.product(names, grid_agents):
+        spec = specs[name]
+        base, settings, variants = bases[agent_name]
+        env_fields = {f: getattr(spec, f) for f in ("env", "obs", "distractor", "difficulty", "image_size", "action_repeat")}
+        for variant, representation in itertools.product(variants, representations):
+            # the path relative to OUT: the runner resolves it once it knows OUT (`dataset_path`)
+            fields = {**env_fields, "dataset": f"datasets/{name}.npz", "seed": first_seed}
+            config = dataclasses.replace(base, **variant, **pretrain.REPRESENTATIONS[representation], **fields)
+            static = "".join(f"_{k}={_compact(v)}" for k, v in variant.items())
+            run_name = f"{agent_name}{static}_{name}_{representation}"
+            try:
+                make_batch(config, num_seeds, settings)  # config.validate(), every member's
+                make_env(config)  # the dataset's env, obs and distractor fit together
+            except ValueError as err:
+                _fail(path, where, f"run {run_name} ({agent_name} on dataset {name}, representation {representation}): {err}")
+            runs.append(RunSpec(run_name, agent_name, config, tuple(settings), (), dict(variant), name, representation))
+    return runs
 
 
 def _run_name(agent: str, config: TrainConfig, difficulties: Sequence[str], variant: Mapping[str, Any]) -> str:
@@ -302,6 +408,7 @@ def expand(table: Mapping[str, Any], path: str = "<experiment>") -> Experiment:
     for agent_name in agent_tables:
         if agent_name not in agents.list_agents():
             _fail(path, f"agents.{agent_name}", f"unknown agent; valid: {agents.list_agents()}")
+    specs = _dataset_tables(path, table.get("datasets", {}))
 
     grids = table.get("grid")
     if grids is None:
@@ -320,10 +427,25 @@ def expand(table: Mapping[str, Any], path: str = "<experiment>") -> Experiment:
     for g, grid in enumerate(grids):
         where = f"grid[{g}]"
         _check_keys(path, where, grid, GRID_KEYS)
-        for required in ("agents", "envs"):
-            if required not in grid:
-                _fail(path, f"{where}.{required}", "is missing")
+        if "agents" not in grid:
+            _fail(path, f"{where}.agents", "is missing")
         grid_agents = _string_list(path, f"{where}.agents", grid["agents"], agents.list_agents())
+        if "datasets" in grid:
+            for agent_name in grid_agents:
+                if agent_name not in bases and _is_offline(agent_name):
+                    bases[agent_name] = _agent_table(path, agent_name, agent_tables.get(agent_name, {}))
+            for spec in _offline_runs(path, where, grid, grid_agents, specs, bases, num_seeds, first_seed):
+                runs.setdefault(spec.name, spec)
+            continue
+        if "representations" in grid:
+            _fail(path, f"{where}.representations", "pretrained representations need datasets: add `datasets = [...]` "
+                  f"naming [datasets.NAME] tables (defined: {sorted(specs)})")
+        if "envs" not in grid:
+            _fail(path, f"{where}.envs", "is missing (or give `datasets` for an offline grid)")
+        for agent_name in grid_agents:
+            if _is_offline(agent_name):
+                _fail(path, f"{where}.agents", f"{agent_name!r} is an offline agent: give this grid `datasets` naming "
+                      f"[datasets.NAME] tables (defined: {sorted(specs)}) instead of envs")
         envs = _string_list(path, f"{where}.envs", grid["envs"])
         for e in envs:
             _check_env(path, f"{where}.envs", e)
@@ -366,9 +488,10 @@ def expand(table: Mapping[str, Any], path: str = "<experiment>") -> Experiment:
                 except ValueError as err:
                     _fail(path, where, f"run {run_name} ({agent_name} on {env}, obs={obs}, distractor={distractor}/{'+'.join(group)}): {err}")
                 runs[run_name] = RunSpec(run_name, agent_name, config, tuple(members), targets, dict(variant))
+    used = {r.dataset for r in runs.values() if r.dataset}
     return Experiment(
         name=name, description=description, path=path, seeds=num_seeds, checkpoint=checkpoint,
-        runs=tuple(runs.values()), source=json.loads(json.dumps(table)),
+        runs=tuple(runs.values()), source=json.loads(json.dumps(table)), datasets={n: s for n, s in specs.items() if n in used},
     )
 
 
@@ -385,8 +508,14 @@ def _cell(value: Any) -> Any:
     return _compact(value) if isinstance(value, (tuple, list)) else value
 
 
-def run_rows(experiment_name: str, spec: RunSpec, run_dir: str | os.PathLike) -> list[dict[str, Any]]:
-    """Tidy results rows of one finished run directory (one per member and evaluation point)."""
+def run_rows(experiment_name: str, spec: RunSpec, run_dir: str | os.PathLike, probes: Sequence[Mapping[str, float]] = ()) -> list[dict[str, Any]]:
+    """Tidy results rows of one finished run directory (one per member and evaluation point).
+
+    Offline runs label their setting with the dataset and the representation (so runs on two
+    datasets of one env stay apart) and add `dataset` / `representation` columns; `probes`, one
+    {endo_r2, exo_r2} per member (`pretrain.probe_members`), fill `probe_endo_r2` / `probe_exo_r2`
+    of each member's final row.
+    """
     from jaxrl_suite.runs import read_csv
 
     run_dir = Path(run_dir)
@@ -394,12 +523,15 @@ def run_rows(experiment_name: str, spec: RunSpec, run_dir: str | os.PathLike) ->
     members = saved["members"]
     config = spec.config
     swept = sorted(({k for s in spec.overrides for k in s} | set(spec.variant)) - {"difficulty"})
+    offline = {"dataset": spec.dataset, "representation": spec.representation} if spec.dataset else {}
+    metrics = read_csv(run_dir / "metrics.csv")
+    last_step = max((int(r["step"]) for r in metrics), default=0)
     rows = []
-    for row in read_csv(run_dir / "metrics.csv"):
+    for row in metrics:
         member = members[int(row["member"])]
-        setting = {**spec.variant, **{k: v for k, v in member.items() if k not in ("seed", "difficulty")}}
+        setting = {**offline, **spec.variant, **{k: v for k, v in member.items() if k not in ("seed", "difficulty")}}
         ret = float(row["return_mean"])
-        score = _normalized_score(config, ret)
+        score = _offline_score(config, ret) if offline else _normalized_score(config, ret)
         out = {
             "experiment": experiment_name, "run": spec.name, "agent": spec.agent, "env": config.env, "obs": config.obs,
             "distractor": config.distractor, "difficulty": member.get("difficulty", config.difficulty), "image_size": config.image_size,
@@ -407,10 +539,21 @@ def run_rows(experiment_name: str, spec: RunSpec, run_dir: str | os.PathLike) ->
             "step": int(row["step"]), "env_steps": int(row["env_steps"]), "return_mean": ret,
             "return_std": float(row["return_std"]), "normalized_score": score, "diverged": int(row["diverged"]), "eval_on": "",
         }
+        out.update(offline)
         out.update({k: _cell(setting.get(k, getattr(config, k))) for k in swept})
         out.update({k: float(v) for k, v in row.items() if k.startswith("probe")})
+        if probes and int(row["step"]) == last_step:
+            probe = probes[int(row["member"])]
+            out.update(probe_endo_r2=float(probe["endo_r2"]), probe_exo_r2=float(probe["exo_r2"]))
         rows.append(out)
     return rows
+
+
+def _offline_score(config: TrainConfig, ret: float) -> float:
+    """`datasets.normalized_score` (the offline issue's 100 * ...) as a fraction, the scale of every results.csv row."""
+    from jaxrl_suite import datasets
+
+    return float(datasets.normalized_score(config.env, ret, config.action_repeat)) / 100.0
 
 
 def _normalized_score(config: TrainConfig, ret: float) -> float:
@@ -468,6 +611,47 @@ def generalisation_rows(experiment_name: str, spec: RunSpec, run_dir: str | os.P
     return rows
 
 
+def prepare_datasets(experiment: Experiment, out_dir: str | os.PathLike, progress: bool = True) -> dict[str, Path]:
+    """Generate every dataset the experiment's runs use into OUT/datasets/ once; reuse verified ones on resume.
+
+    NAME.spec.json (the [datasets.NAME] table as generated) is written before NAME.npz: an existing
+    npz is reused only when it was made from the same table and `datasets.load` verifies it (sha256,
+    keys, shapes); a different table or a damaged file is refused, naming it, and nothing is
+    overwritten. Datasets sharing a behaviour run (env, action repeat, seed, PPO budget) train it once.
+    """
+    from jaxrl_suite import datasets
+    from jaxrl_suite.runs import atomic_write_json
+
+    paths, behaviours = {}, {}
+    for name, spec in experiment.datasets.items():
+        npz = dataset_path(out_dir, name)
+        record = dataclasses.asdict(spec)
+        spec_file = npz.with_name(f"{name}.spec.json")
+        paths[name] = npz
+        if spec_file.exists() and json.loads(spec_file.read_text()) != record:
+            raise ValueError(f"{spec_file} records a different [datasets.{name}] table than {experiment.path}; "
+                             f"choose a new --out or delete {npz.parent}/{name}.*")
+        if npz.exists():
+            if not spec_file.exists():
+                raise ValueError(f"{npz} exists without {spec_file.name}: it was not made by this runner; choose a new --out or delete it")
+            datasets.load(npz)  # sha256, keys, dtypes, shapes: a damaged file is refused here
+            if progress:
+                print(f"dataset {name}: reusing verified {npz}", flush=True)
+            continue
+        atomic_write_json(spec_file, record)
+        t0 = time.perf_counter()
+        behaviour = None
+        if spec.level != "random":
+            key = json.dumps(datasets.behaviour_config(spec).to_dict(), sort_keys=True)
+            behaviour = behaviours.get(key) or behaviours.setdefault(key, datasets.train_behaviour(spec))
+        datasets.generate_and_save(spec, npz, behaviour)
+        if progress:
+            meta = datasets.read_meta(npz)
+            print(f"dataset {name}: {meta['size']} transitions, behaviour return {meta['policy_return']:.1f}, "
+                  f"{time.perf_counter() - t0:.0f} s -> {npz}", flush=True)
+    return paths
+
+
 def run_experiment(experiment: Experiment, out_dir: str | os.PathLike, progress: bool = True) -> Path:
     """Train every run of the experiment into OUT/runs/, then write results.csv and the report; returns OUT."""
     import jax
@@ -492,6 +676,13 @@ def run_experiment(experiment: Experiment, out_dir: str | os.PathLike, progress:
         ],
     })
     write_json(out / "provenance.json", provenance())
+    if experiment.datasets:
+        if main:
+            prepare_datasets(experiment, out, progress)
+        if jax.process_count() > 1:  # the datasets exist on the shared DIR before anyone trains on them
+            from jax.experimental import multihost_utils
+
+            multihost_utils.sync_global_devices("jaxrl_suite.run_experiment: datasets ready")
     rows: list[dict[str, Any]] = []
     timings = {}
     for i, spec in enumerate(experiment.runs):
@@ -499,11 +690,19 @@ def run_experiment(experiment: Experiment, out_dir: str | os.PathLike, progress:
             print(f"[{i + 1}/{len(experiment.runs)}] {spec.name}: {experiment.seeds} seeds x {len(spec.overrides)} settings", flush=True)
         t0 = time.perf_counter()
         run_dir = out / "runs" / spec.name
-        run(spec.config, run_dir, num_seeds=experiment.seeds, overrides=list(spec.overrides), agent=spec.agent,
+        config = spec.config
+        if spec.dataset:
+            config = dataclasses.replace(config, dataset=str(dataset_path(out, spec.dataset).resolve()))
+        run(config, run_dir, num_seeds=experiment.seeds, overrides=list(spec.overrides), agent=spec.agent,
             progress=progress, checkpoint=experiment.checkpoint)
         timings[spec.name] = time.perf_counter() - t0
         if main:
-            rows.extend(run_rows(experiment.name, spec, run_dir))
+            probes = ()
+            if spec.dataset and experiment.checkpoint:
+                from jaxrl_suite import pretrain
+
+                probes = pretrain.probe_members(run_dir)  # the (frozen or raw) encoding's endo/exo R^2 on the dataset
+            rows.extend(run_rows(experiment.name, spec, run_dir, probes))
             rows.extend(generalisation_rows(experiment.name, spec, run_dir))
     if main:
         write_csv(out / "results.csv", rows)

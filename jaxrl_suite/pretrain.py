@@ -20,8 +20,11 @@ encoder, and the agent then reads it under stop-gradient.
 `run_pipeline(agent, dataset, representation, out_dir, ...)` runs one setting (writes the usual
 run directory via `runs.run`, then probes each member's frozen encoder for endo/exo R^2 on the
 dataset and writes `pipeline.json`); `compare(...)` runs several and tabulates normalised scores
-with 95% bootstrap intervals over seeds. Presets: "cpu" (2k pretraining steps, 20k agent
-updates), "gpu" (the papers' 1e5 pretraining steps, 1e5 agent updates) and "tiny" (tests).
+with 95% bootstrap intervals over seeds. Presets: "cpu" (64-unit networks, 1k pretraining
+steps, 5k agent updates: one run of 5 seeds in about 1-2.5 minutes on a shared 2-core CPU,
+measured by experiments/offline-exo.toml), "gpu" (the papers' 256-unit networks, 1e5
+pretraining steps, 1e5 agent updates) and "tiny" (tests). `experiments/offline-exo.toml` runs
+these pipelines from an experiment file (`jaxrl_suite.experiments`, offline grids).
 """
 
 from __future__ import annotations
@@ -52,8 +55,12 @@ REPRESENTATIONS: dict[str, dict[str, Any]] = {
 
 # name -> OfflineConfig overrides of the budget
 PRESETS: dict[str, dict[str, Any]] = {
-    # minutes on a 2-core CPU for a state dataset: 2k pretraining steps, 20k agent updates
-    "cpu": {"pretrain_steps": 2_000, "num_updates": 20_000, "eval_every": 2_000, "batch_size": 256, "eval_episodes": 10},
+    # a state dataset on a shared 2-core CPU: IQL raw, 5 seeds, about 70 s; a pretrained encoder about 130 s
+    # (measured with other jobs running); 256-unit networks were 8x slower per update there
+    "cpu": {
+        "pretrain_steps": 1_000, "num_updates": 5_000, "eval_every": 1_000, "batch_size": 256, "pretrain_batch_size": 256, "eval_episodes": 5,
+        "hidden_sizes": (64, 64), "encoder_hidden": (64, 64), "latent_dim": 32,
+    },
     # the papers' budgets: 1e5 pretraining steps, 1e5 (BPR/ACRO's downstream runs use up to 1e6) updates
     "gpu": {"pretrain_steps": 100_000, "num_updates": 100_000, "eval_every": 5_000, "batch_size": 256, "eval_episodes": 10},
     # seconds: for tests and smoke runs
@@ -71,6 +78,13 @@ def agent_config_class(agent: str) -> type:
     if agent not in AGENTS:
         raise ValueError(f"agent={agent!r} for a pretraining pipeline; valid: {list(AGENTS)}")
     return agents.get(agent).config_cls
+
+
+def preset_config(config_cls: type, preset: str) -> offline.OfflineConfig:
+    """An offline agent's default config with a budget preset applied (no dataset yet: the experiment runner fills it in)."""
+    if preset not in PRESETS:
+        raise ValueError(f"preset={preset!r}; valid: {sorted(PRESETS)}")
+    return config_cls(**PRESETS[preset])
 
 
 def pipeline_config(agent: str, dataset: str | os.PathLike, representation: str, preset: str = "cpu", **overrides: Any) -> offline.OfflineConfig:

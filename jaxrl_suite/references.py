@@ -50,6 +50,7 @@ EXPERT_RETURN: dict[str, tuple[float, str]] = {
     "reacher-easy": (1000.0, "upper bound: reward <= 1 per physics step, 1000 steps"),
     "point-mass-easy": (1000.0, "upper bound: reward <= 1 per physics step, 1000 steps"),
     "gymnax:CartPole-v1": (500.0, "upper bound: episode limit 500 at reward 1 per step"),
+    "exo-gridworld": (1.0, "upper bound: reward 1 on reaching the goal, which ends the episode"),
 }
 
 

@@ -8,6 +8,11 @@
     OUT/report.md                what was run, the table, a generalisation table (when results.csv has
                                  `eval_on` rows), a probe table, and links to everything above
 
+Offline rows (a non-empty `dataset` column, from an experiment's offline grids) also get their
+own table in table.md: per dataset, agent and representation, the normalised score on the
+offline issue's 0-100 scale (100 * the `normalized_score` column, i.e. `datasets.normalized_score`)
+as IQM and mean with stratified bootstrap 95% intervals, and the encoders' probe R^2 (endo, exo).
+
 Rows with a non-empty `eval_on` are evaluations of a run's final policy under other distractor
 params (`experiments.generalisation_rows`); they are kept out of the main table and curves and
 shown in their own table: per method, the IQM of the final return under its own params and
@@ -93,7 +98,7 @@ def _iqm_cell(values: pd.Series) -> str:
     values = values[np.isfinite(values)]
     if not values.size:
         return "n/a"
-    return _interval(*stats.stratified_bootstrap_ci(values, stats.METRICS["IQM"], NUM_RESAMPLES, seed=SEED), 1)
+    return _interval(*stats.stratified_bootstrap_ci(values, stats.METRICS["IQM"], NUM_RESAMPLES, seed=SEED), return_digits(values))
 
 
 def probe_table(final: pd.DataFrame, methods: Sequence[str], columns: Sequence[str]) -> str:
@@ -112,6 +117,49 @@ def probe_table(final: pd.DataFrame, methods: Sequence[str], columns: Sequence[s
     return "\n".join(lines) + "\n"
 
 
+def offline_rows(final: pd.DataFrame) -> pd.DataFrame:
+    """The final rows of offline runs (non-empty `dataset`; none in an online experiment's results)."""
+    if "dataset" not in final.columns:
+        return final.iloc[:0]
+    return final[final["dataset"].astype(str) != ""]
+
+
+def offline_table(final: pd.DataFrame, methods: Sequence[str]) -> str:
+    """Markdown: per offline method, normalised score x 100 (IQM, mean; stratified bootstrap 95% CI) and probe R^2."""
+    rows = offline_rows(final)
+    if rows.empty:
+        return ""
+    probes = [c for c in ("probe_endo_r2", "probe_exo_r2") if c in rows.columns]
+    lines = [
+        "| dataset | agent | representation | seeds | IQM normalised score [95% CI] | mean normalised score [95% CI] | "
+        "endo R^2 | exo R^2 | diverged |",
+        "|---|---|---|---|---|---|---|---|---|",
+    ]
+    for method in methods:
+        cell = rows[rows["method"] == method]
+        if cell.empty:
+            continue
+        first = cell.iloc[0]
+        # the setting holds dataset and representation first; anything after them is a sweep value
+        rest = ", ".join(p for p in str(first["setting"]).split(", ") if not p.startswith(("dataset=", "representation=")))
+        representation = str(first["representation"]) + (f" [{rest}]" if rest else "")
+        scores = 100.0 * cell["normalized_score"].to_numpy(np.float64)
+        iqm = stats.stratified_bootstrap_ci(scores, stats.METRICS["IQM"], NUM_RESAMPLES, seed=SEED)
+        mean = stats.stratified_bootstrap_ci(scores, stats.METRICS["Mean"], NUM_RESAMPLES, seed=SEED)
+        probe_cells = []
+        for column in ("probe_endo_r2", "probe_exo_r2"):
+            values = cell[column].to_numpy(np.float64) if column in probes else np.array([])
+            values = values[np.isfinite(values)]
+            probe_cells.append(
+                _interval(*stats.stratified_bootstrap_ci(values, stats.METRICS["Mean"], NUM_RESAMPLES, seed=SEED), 2) if values.size else "n/a"
+            )
+        lines.append(
+            f"| {first['dataset']} | {first['agent']} | {representation} | {len(cell)} | {_interval(*iqm, 1)} | {_interval(*mean, 1)} | "
+            f"{probe_cells[0]} | {probe_cells[1]} | {int(cell['diverged'].sum())}/{len(cell)} |"
+        )
+    return "\n".join(lines) + "\n"
+
+
 def method_label(row: dict) -> str:
     """'ppo [lr=1e-3] · state · noise/hard' from a row's method columns."""
     setting = f" [{row['setting']}]" if row["setting"] else ""
@@ -122,6 +170,12 @@ def final_scores(frame: pd.DataFrame) -> pd.DataFrame:
     """One row per (method, env, seed): its last evaluation point."""
     last = frame.groupby(["method", "env", "seed"])["step"].transform("max")
     return frame[frame["step"] == last].sort_values(["method", "env", "seed"]).reset_index(drop=True)
+
+
+def return_digits(values: np.ndarray) -> int:
+    """Decimals to print returns with: 1 for DMC-scale returns, 3 when every |return| < 10 (success rates in [0, 1])."""
+    finite = np.abs(values[np.isfinite(values)])
+    return 3 if finite.size and finite.max() < 10 else 1
 
 
 def _interval(point: float, low: float, high: float, digits: int) -> str:
@@ -158,10 +212,22 @@ def make_table(frame: pd.DataFrame, title: str = "") -> str:
             mean = stats.stratified_bootstrap_ci(returns, stats.METRICS["Mean"], NUM_RESAMPLES, seed=SEED)
             norm = float(np.mean(cell["normalized_score"].to_numpy(np.float64)))
             norm_text = f"{norm:.3f}" if np.isfinite(norm) else "n/a"
+            digits = return_digits(returns)
             lines.append(
-                f"| {method} | {env} | {len(cell)} | {_interval(*iqm, 1)} | {_interval(*mean, 1)} | {norm_text} | "
+                f"| {method} | {env} | {len(cell)} | {_interval(*iqm, digits)} | {_interval(*mean, digits)} | {norm_text} | "
                 f"{int(cell['diverged'].sum())}/{len(cell)} |"
             )
+    offline = offline_table(final, methods)
+    if offline:
+        lines += ["", "## Offline: normalised score per dataset, agent and representation", ""]
+        lines += [
+            "100 * (return - random) / (expert - random) (`datasets.normalized_score`), final evaluation of each seed: IQM and "
+            "mean with stratified bootstrap 95% intervals. endo / exo R^2: held-out ridge probe of the agent's input features "
+            "(the frozen pretrained encoder, or the standardised observation for raw) for the dataset's endogenous and exogenous "
+            "state, mean over seeds [95% bootstrap CI] (`pretrain.probe_members`).",
+            "",
+            offline.rstrip("\n"),
+        ]
     lines += ["", "## Aggregate over tasks (normalised scores)", ""]
     lines += ["Stratified bootstrap over seeds within each task (Agarwal et al. 2021); optimality gap at 1 (lower is better).", ""]
     lines += ["| method | tasks | runs | IQM | median | mean | optimality gap |", "|---|---|---|---|---|---|---|"]
@@ -250,13 +316,15 @@ def plot_learning_curves(frame: pd.DataFrame, methods: Sequence[str], path: Path
             if rows.empty:
                 continue
             xs, means, lows, highs = [], [], [], []
-            for x, group in rows.groupby("env_steps"):
+            # offline runs never step the env (env_steps 0): their curve is over updates
+            x_column = "step" if (rows["env_steps"] == 0).all() else "env_steps"
+            for x, group in rows.groupby(x_column):
                 point, low, high = stats.stratified_bootstrap_ci(group["return_mean"].to_numpy(np.float64), stats.METRICS["Mean"], CURVE_RESAMPLES, seed=SEED)
                 xs.append(x), means.append(point), lows.append(low), highs.append(high)
             ax.fill_between(xs, lows, highs, color=f"C{i}", alpha=0.2)
             ax.plot(xs, means, color=f"C{i}", lw=2, label=f"{method} (n={rows['seed'].nunique()})")
         ax.set_title(env)
-        ax.set_xlabel("env steps")
+        ax.set_xlabel("env steps (offline runs: updates)" if "dataset" in frame.columns else "env steps")
         ax.set_ylabel("evaluation return")
         ax.grid(alpha=0.3)
         ax.legend(fontsize=7)

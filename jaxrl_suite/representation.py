@@ -228,8 +228,12 @@ def check_probe_env(env: Any, env_params: Any) -> None:
         )
 
 
-def probe_states(env: Any, env_params: Any, key: jax.Array, num_samples: int) -> tuple[jax.Array, jax.Array, jax.Array]:
-    """(obs, endo, exo) of `num_samples` states visited by uniformly random actions in PROBE_ENVS envs."""
+def probe_rollout(env: Any, env_params: Any, key: jax.Array, num_samples: int) -> dict[str, jax.Array]:
+    """Time-major (T, PROBE_ENVS, ...) random-action rollout covering `num_samples` states.
+
+    Keys: obs (the observation after each step), action (the env action that led to it), first
+    (True where that step ended an episode, so obs is the auto-reset start of a new one), endo, exo.
+    """
     num_envs = min(PROBE_ENVS, num_samples)
     steps = -(-num_samples // num_envs)
     key_reset, key_run = jax.random.split(key)
@@ -239,28 +243,54 @@ def probe_states(env: Any, env_params: Any, key: jax.Array, num_samples: int) ->
     def step(state, step_key):
         key_act, key_env = jax.random.split(step_key)
         actions = jax.vmap(space.sample)(jax.random.split(key_act, num_envs))
-        obs, state, _, _, _, info = jax.vmap(env.step, in_axes=(0, 0, 0, None))(jax.random.split(key_env, num_envs), state, actions, env_params)
-        return state, (obs, info["endo"], info["exo"])
+        obs, state, _, terminated, truncated, info = jax.vmap(env.step, in_axes=(0, 0, 0, None))(
+            jax.random.split(key_env, num_envs), state, actions, env_params
+        )
+        first = jnp.logical_or(terminated, truncated)
+        return state, {"obs": obs, "action": actions, "first": first, "endo": info["endo"], "exo": info["exo"]}
 
-    _, (obs, endo, exo) = jax.lax.scan(step, state, jax.random.split(key_run, steps))
-    flat = jax.tree.map(lambda x: x.reshape((steps * num_envs,) + x.shape[2:])[:num_samples], (obs, endo, exo))
-    return flat
+    _, rollout = jax.lax.scan(step, state, jax.random.split(key_run, steps))
+    return rollout
+
+
+def flatten_probe(x: jax.Array, num_samples: int) -> jax.Array:
+    """(T, N, ...) rollout leaves to the first `num_samples` rows of (T * N, ...), time-major order."""
+    return x.reshape((x.shape[0] * x.shape[1],) + x.shape[2:])[:num_samples]
+
+
+def probe_states(env: Any, env_params: Any, key: jax.Array, num_samples: int) -> tuple[jax.Array, jax.Array, jax.Array]:
+    """(obs, endo, exo) of `num_samples` states visited by uniformly random actions in PROBE_ENVS envs."""
+    rollout = probe_rollout(env, env_params, key, num_samples)
+    return tuple(flatten_probe(rollout[name], num_samples) for name in ("obs", "endo", "exo"))
 
 
 def probe_metrics(
-    encode: Callable[[Any, jax.Array], jax.Array],
+    encode: Callable[[Any, jax.Array], jax.Array] | None,
     agent_state: Any,
     random_state: Callable[[jax.Array], Any],
     env: Any,
     env_params: Any,
     eval_key: jax.Array,
     num_samples: int,
+    encode_sequence: Callable[[Any, dict[str, jax.Array]], jax.Array] | None = None,
 ) -> dict[str, jax.Array]:
-    """Held-out ridge R^2 for endo and exo of the agent's encoding, the oracle's and a random agent's (one split)."""
-    obs, endo, exo = probe_states(env, env_params, jax.random.fold_in(eval_key, PROBE_SALT), num_samples)
+    """Held-out ridge R^2 for endo and exo of the agent's encoding, the oracle's and a random agent's (one split).
+
+    `encode(agent_state, obs)` embeds single observations; an agent with memory passes
+    `encode_sequence(agent_state, rollout) -> (T, N, latent)` instead, which filters the
+    time-major `probe_rollout` (the same states) through its recurrent state.
+    """
+    rollout = probe_rollout(env, env_params, jax.random.fold_in(eval_key, PROBE_SALT), num_samples)
+    obs, endo, exo = (flatten_probe(rollout[name], num_samples) for name in ("obs", "endo", "exo"))
+
+    def embed(state: Any) -> jax.Array:
+        if encode_sequence is None:
+            return encode(state, obs)
+        return flatten_probe(encode_sequence(state, rollout), num_samples)
+
     split_key = jax.random.fold_in(eval_key, PROBE_SALT + 1)
-    learned = probe.probe_embeddings(encode(agent_state, obs), endo, exo, split_key)
-    random = probe.probe_embeddings(encode(random_state(jax.random.fold_in(eval_key, PROBE_RANDOM_SALT)), obs), endo, exo, split_key)
+    learned = probe.probe_embeddings(embed(agent_state), endo, exo, split_key)
+    random = probe.probe_embeddings(embed(random_state(jax.random.fold_in(eval_key, PROBE_RANDOM_SALT))), endo, exo, split_key)
     oracle = probe.probe_embeddings(endo, endo, exo, split_key)
     return {
         "probe_endo_r2": learned["endo_r2"],

@@ -127,6 +127,44 @@ PRESETS: dict[str, SACConfig] = {
         alpha_lr=1e-3,
         tau=0.01,
     ),
+    # GPU preset (issues 3 and 4): cartpole-swingup from 64 px pixels with DrQ's random shift
+    # (pad 4), not run at full size yet (no GPU was lent when it was written; a test compiles it
+    # on CPU with small sizes). DrQ's settings (Kostrikov et al. 2021, hyperparameter table:
+    # action repeat 8 for cartpole, batch 512, lr 1e-3, hidden 1024, feature dim 50, 4 conv
+    # layers of 32 channels with strides 2, 1, 1, 1, buffer 100k, 1000 seed steps, init
+    # temperature 0.1, critic tau 0.01) on its 500k-physics-step budget: 4 envs x 1 step and 4
+    # gradient steps per update (one gradient step per agent step, as DrQ), 15,625 updates =
+    # 62.5k agent steps = 500k physics steps. Differences: one tau (0.01) for critic and encoder
+    # (DrQ's encoder tau is 0.05), actor and targets updated every gradient step (DrQ: every
+    # second), 64 px not 84, and no frame stack (the config has no such field; DrQ stacks 3).
+    # Representation objectives go on top with overrides (`--objective dbc`, `simsr`, `curl`,
+    # ...): the CNN is shared by the critics and the objective and the actor reads it detached,
+    # as in DBC's SAC.
+    "cartpole-swingup-pixels-gpu": SACConfig(
+        env="cartpole-swingup",
+        obs="pixels",
+        image_size=64,
+        action_repeat=8,
+        num_envs=4,
+        collect_steps=1,
+        gradient_steps=4,
+        batch_size=512,
+        buffer_size=100_000,
+        warmup_steps=1000,
+        hidden_sizes=(1024, 1024),
+        cnn_channels=(32, 32, 32, 32),
+        cnn_strides=(2, 1, 1, 1),
+        cnn_features=50,
+        shift_pad=4,
+        num_updates=15_625,
+        eval_every=625,
+        eval_episodes=10,
+        actor_lr=1e-3,
+        critic_lr=1e-3,
+        alpha_lr=1e-3,
+        tau=0.01,
+        init_temperature=0.1,
+    ),
 }
 
 

@@ -65,7 +65,10 @@ class Agent:
         the generic evaluation of `act` for agents whose policy has memory (world models).
     encode(agent_state, obs) -> (B, latent), optional: the representation the agent's heads read,
         what `config.probe_samples > 0` probes for endo/exo at every evaluation
-        (`representation.probe_metrics`); agents without it refuse the probe.
+        (`representation.probe_metrics`); agents without it (or `encode_sequence`) refuse the probe.
+    encode_sequence(agent_state, rollout) -> (T, N, latent), optional: the same for agents with
+        memory (world models), over the probe's time-major `representation.probe_rollout`; used
+        instead of `encode` when given.
     """
 
     init: Callable[[jax.Array, TrainConfig], Any]
@@ -74,6 +77,7 @@ class Agent:
     env_steps_per_update: int
     evaluate: Callable[[Any, jax.Array], Metrics] | None = None
     encode: Callable[[Any, jax.Array], jax.Array] | None = None
+    encode_sequence: Callable[[Any, dict[str, jax.Array]], jax.Array] | None = None
 
 
 @struct.dataclass
@@ -166,9 +170,10 @@ def make_trainer(config: TrainConfig, make_agent: Callable[[Any], Agent] | Agent
 
     host_agent = build(env_params)
     if config.probe_samples:
-        if host_agent.encode is None:
-            raise ValueError(f"probe_samples={config.probe_samples} needs an agent that exposes its encoder (Agent.encode); "
-                             f"{type(config).__name__}'s agent does not (online agents ppo, sac and dqn do)")
+        if host_agent.encode is None and host_agent.encode_sequence is None:
+            raise ValueError(f"probe_samples={config.probe_samples} needs an agent that exposes its encoder (Agent.encode or "
+                             f"Agent.encode_sequence); {type(config).__name__}'s agent does not (ppo, sac, dqn, dreamer and "
+                             "dreamer-robust do)")
         check_probe_env(env, env_params)
 
     def member_params(hyper: dict[str, Any]) -> Any:
@@ -219,7 +224,9 @@ def make_trainer(config: TrainConfig, make_agent: Callable[[Any], Agent] | Agent
             def random_agent(random_key: jax.Array) -> Any:
                 return agent.init(random_key, config.with_hyper(state.hyper))
 
-            metrics = {**metrics, **probe_metrics(agent.encode, state.agent, random_agent, env, params, state.eval_key, config.probe_samples)}
+            metrics = {**metrics, **probe_metrics(
+                agent.encode, state.agent, random_agent, env, params, state.eval_key, config.probe_samples, agent.encode_sequence
+            )}
         return metrics
 
     def period(state: TrainState, _: Any) -> tuple[TrainState, Metrics]:

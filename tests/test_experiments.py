@@ -94,6 +94,102 @@ def test_bad_experiment_file_names_file_key_and_choices_before_compiling(tmp_pat
     assert valid in message
 
 
+OFFLINE_GOOD = """
+# a tiny offline experiment used by the tests: a dataset table, one offline grid
+name = "tiny-offline"
+seeds = 2
+
+[datasets.d]
+env = "cartpole-balance"
+obs = "state"
+distractor = "noise"
+difficulty = "hard"
+level = "random"
+action_repeat = 8
+size = 400
+
+[[grid]]
+agents = ["iql", "bc"]
+datasets = ["d"]
+representations = ["raw"]
+
+[agents.iql]
+preset = "tiny"
+config = { num_updates = 6 }
+"""
+
+
+@pytest.mark.parametrize(
+    "edit, key, valid",
+    [
+        (("size = 400", "size = 400\nsise = 3"), "'datasets.d.sise'", "unknown key; valid: ['env', 'obs', 'distractor'"),
+        (("size = 400", 'size = "big"'), "'datasets.d.size'", "must be of type int"),
+        (('level = "random"', 'level = "mediocre"'), "'datasets.d'", "level='mediocre'; valid: ['random', 'medium', 'expert'"),
+        (('distractor = "noise"', 'distractor = "shapes"'), "'datasets.d'", "distractor='shapes' with obs='state'; valid:"),
+        (("[datasets.d]", '[datasets."../d"]'), "'datasets.../d'", "a dataset name is a file name"),
+        (('datasets = ["d"]', 'datasets = ["e"]'), "'grid[0].datasets'", "'e'; valid: ['d']"),
+        (('representations = ["raw"]', 'representations = ["bisim"]'), "'grid[0].representations'",
+         "'bisim'; valid: ['raw', 'bpr', 'acro', 'simsr', 'simsr-fixed', 'mico', 'mico-fixed']"),
+        (('representations = ["raw"]', 'representations = ["raw", "bpr"]'), "'grid[0].representations'",
+         "'bpr' is a two-stage pipeline for ['td3bc', 'iql'], not 'bc'"),
+        (('agents = ["iql", "bc"]', 'agents = ["ppo"]'), "'grid[0].agents'", "'ppo' is not an offline agent and cannot train on datasets; valid: ['bc', 'cql', 'iql', 'td3bc']"),
+        (('datasets = ["d"]', 'datasets = ["d"]\nenvs = ["cartpole-balance"]'), "'grid[0].envs'", "offline grid keys: ['agents', 'datasets', 'representations']"),
+        (('preset = "tiny"', 'preset = "huge"'), "'agents.iql.preset'", "valid: ['cpu', 'gpu', 'tiny']"),
+        (("num_updates = 6", "num_updates = 6, dataset = 'x.npz'"), "'agents.iql.config.dataset'", "set by the grid"),
+        (("num_updates = 6", "num_updates = 6, representation = 'acro'"), "'agents.iql.config.representation'", "set by the grid"),
+        (("num_updates = 6", "num_updates = 6, expectile = 1.5"), "'grid[0]'", "run iql_d_raw (iql on dataset d, representation raw): expectile=1.5"),
+        (("num_updates = 6", "num_updates = 7"), "'grid[0]'", "multiple of eval_every"),
+    ],
+)
+def test_bad_offline_experiment_file_names_file_key_and_choices_before_compiling(tmp_path, no_compile, edit, key, valid):
+    old, new = edit
+    assert OFFLINE_GOOD.count(old) == 1
+    path = _write(tmp_path, OFFLINE_GOOD.replace(old, new))
+    with pytest.raises(ExperimentError) as info:
+        load_experiment(path)
+    message = str(info.value)
+    assert message.startswith(path)
+    assert f"key {key}" in message
+    assert valid in message
+
+
+@pytest.mark.parametrize(
+    "edit, key, valid",
+    [
+        (('distractors = ["none"]', 'distractors = ["none"]\nrepresentations = ["bpr"]'), "'grid[0].representations'", "need datasets"),
+        (('agents = ["ppo"]', 'agents = ["td3bc"]'), "'grid[0].agents'", "'td3bc' is an offline agent: give this grid `datasets`"),
+    ],
+)
+def test_online_grid_refuses_offline_keys_and_agents(tmp_path, no_compile, edit, key, valid):
+    old, new = edit
+    path = _write(tmp_path, GOOD.replace(old, new))
+    with pytest.raises(ExperimentError) as info:
+        load_experiment(path)
+    assert str(info.value).startswith(path) and f"key {key}" in str(info.value) and valid in str(info.value)
+
+
+def test_offline_grid_expands_to_dataset_x_agent_x_representation_with_seeds_batched(tmp_path, no_compile):
+    from jaxrl_suite import pretrain
+
+    text = OFFLINE_GOOD.replace('agents = ["iql", "bc"]', 'agents = ["iql"]').replace(
+        'representations = ["raw"]', 'representations = ["raw", "simsr-fixed"]'
+    ) + "sweep = { expectile = [0.7, 0.9] }\n"
+    experiment = load_experiment(_write(tmp_path, text), sets=["datasets.d.level=medium-replay"])
+    assert [r.name for r in experiment.runs] == ["iql_d_raw", "iql_d_simsr-fixed"]
+    assert set(experiment.datasets) == {"d"} and experiment.datasets["d"].level == "medium-replay"
+    raw, fixed = experiment.runs
+    assert (raw.dataset, raw.representation, fixed.representation) == ("d", "raw", "simsr-fixed")
+    # env fields from the dataset table, budget from pretrain's tiny preset, then the file's config
+    tiny = pretrain.PRESETS["tiny"]
+    for run in experiment.runs:
+        c = run.config
+        assert (c.env, c.obs, c.distractor, c.difficulty, c.action_repeat) == ("cartpole-balance", "state", "noise", "hard", 8)
+        assert c.dataset == "datasets/d.npz" and c.num_updates == 6 and c.hidden_sizes == tiny["hidden_sizes"]
+        assert run.overrides == ({"expectile": 0.7}, {"expectile": 0.9})
+    assert raw.config.representation == "none" and raw.config.bisim_expectile == 0.0
+    assert (fixed.config.representation, fixed.config.bisim_expectile, fixed.config.bisim_reward_scaling) == ("simsr", 0.7, True)
+
+
 def test_cli_run_with_bad_file_exits_2_with_the_message(tmp_path, no_compile, capsys):
     path = _write(tmp_path, GOOD.replace("seeds = 2", "seeds = 0"))
     assert cli.main(["run", path, "--out", str(tmp_path / "out")]) == 2

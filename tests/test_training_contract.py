@@ -99,8 +99,11 @@ def test_exploding_learning_rate_freezes_only_that_member():
     param_diff = _max_abs_diff(jax.tree.map(lambda x: x[keep], state.agent.params), good_state.agent.params)
     print(f"healthy members with vs without the diverging one: max |param diff| {param_diff:.3g}")
     assert param_diff < 1e-5
-    np.testing.assert_allclose(metrics["return_mean"][keep], good_metrics["return_mean"], rtol=1e-4)
-    np.testing.assert_allclose(metrics["loss"][keep], good_metrics["loss"], rtol=1e-4, atol=1e-5)
+    # a 1e-6 parameter difference moves a 1000-step evaluation episode's return and a minibatch loss by
+    # up to ~1e-4 / 6e-4 relative (measured: 1.3e-4 on a return of 700, 9e-5 on a loss of 0.14): the
+    # bounds sit far below real interference (a diverged member's NaNs or shared state move them by units)
+    np.testing.assert_allclose(metrics["return_mean"][keep], good_metrics["return_mean"], rtol=5e-4)
+    np.testing.assert_allclose(metrics["loss"][keep], good_metrics["loss"], rtol=2e-3, atol=2e-4)
 
 
 def test_frozen_member_keeps_its_parameters():

@@ -14,6 +14,7 @@ from typing import Any, ClassVar
 
 import jax
 import jax.numpy as jnp
+import numpy as np
 from flax import struct
 
 from jaxrl_suite.envs.core import Distractor
@@ -74,8 +75,14 @@ class NoiseDistractor(Distractor):
 
     def projection(self) -> jax.Array:
         """The fixed mixing matrix P (features x latent), a constant of the construction seed."""
-        return jax.random.normal(jax.random.key(self.seed), (self.num_noise_features, self.latent_dim))
+        # drawn at trace time, so a jitted step holds P as a constant instead of redrawing it
+        with jax.ensure_compile_time_eval():
+            return jax.random.normal(jax.random.key(self.seed), (self.num_noise_features, self.latent_dim))
 
     def features(self, exo: jax.Array, params: NoiseParams) -> jax.Array:
         """scale * P z / sqrt(latent_dim): unit-variance features at scale 1."""
-        return params.scale * (self.projection() @ exo) / jnp.sqrt(float(self.latent_dim))
+        projection = np.asarray(self.projection())
+        # P z as a sum over the (few, static) latent columns: elementwise, so it fuses with the rest
+        # of the step instead of being a batched matrix-vector product of its own (slow at this size on CPU)
+        mixed = sum(projection[:, j] * exo[..., j, None] for j in range(self.latent_dim))
+        return params.scale * mixed / jnp.sqrt(float(self.latent_dim))

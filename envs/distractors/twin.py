@@ -28,10 +28,11 @@ from typing import Any, ClassVar
 
 import jax
 import jax.numpy as jnp
+import numpy as np
 from flax import struct
 from gymnax.environments import spaces
 
-from jaxrl_suite.envs.core import Distractor, Task, tree_select
+from jaxrl_suite.envs.core import Distractor, Task, split_with_bits, tree_select, uniform_from_bits
 from jaxrl_suite.envs.render import Layer
 
 
@@ -73,9 +74,11 @@ class TwinDistractor(Distractor):
         "medium": {"similarity": 0.5, "offset_x": 0.3, "rho": 0.9},
         "hard": {"similarity": 1.0, "offset_x": 0.0, "rho": 0.95},
     }
+    # similarity and offset only change pixels; rho (how long the copies' random actions persist,
+    # hence how far they wander) is the knob state features see, so it is split too
     ranges: ClassVar[dict[str, dict[str, tuple[float, float]]]] = {
-        "train": {"similarity": (0.0, 0.5), "offset_x": (0.3, 0.6)},
-        "test": {"similarity": (0.7, 1.0), "offset_x": (0.0, 0.2)},
+        "train": {"similarity": (0.0, 0.5), "offset_x": (0.3, 0.6), "rho": (0.0, 0.6)},
+        "test": {"similarity": (0.7, 1.0), "offset_x": (0.0, 0.2), "rho": (0.85, 0.98)},
     }
 
     def __post_init__(self):
@@ -105,35 +108,54 @@ class TwinDistractor(Distractor):
         action = jax.vmap(lambda k: self.task.random_action(k, params.task))(keys[:, 1])
         return TwinState(endo=endo, action=action)
 
-    def _next_action(self, key: jax.Array, action: jax.Array, params: TwinParams) -> jax.Array:
-        """Time-correlated random action: sticky (discrete) or AR(1) inside the box (continuous)."""
-        k_fresh, k_keep = jax.random.split(key)
-        fresh = self.task.random_action(k_fresh, params.task)
+    def _next_action(self, fresh: jax.Array, keep: jax.Array, action: jax.Array, params: TwinParams) -> jax.Array:
+        """Time-correlated random action from a fresh uniform one: sticky (discrete) or AR(1) inside the box (continuous)."""
         if self._discrete(params.task):
-            return jnp.where(jax.random.uniform(k_keep) < params.rho, action, fresh)
+            return jnp.where(keep < params.rho, action, fresh)
         space = self.task.action_space(params.task)
         low, high = jnp.asarray(space.low, jnp.float32), jnp.asarray(space.high, jnp.float32)
         center = 0.5 * (low + high)
         moved = center + params.rho * (action - center) + jnp.sqrt(1.0 - params.rho**2) * (fresh - center)
         return jnp.clip(moved, low, high).astype(action.dtype)
 
-    def _step_one(self, key: jax.Array, endo: Any, action: jax.Array, params: TwinParams):
-        """Advance one copy: new action, `repeat` task steps, restart only on its own termination."""
-        k_action, k_steps = jax.random.split(key)
-        action = self._next_action(k_action, action, params)
+    def _keys_per_step(self) -> int:
+        """Keys a copy uses per control step: one to restart, and one for a stochastic task step."""
+        return 2 if self.task.stochastic_step else 1
+
+    def _advance(self, keys: jax.Array, endo: Any, action: jax.Array, params: TwinParams) -> Any:
+        """`repeat` task steps of one copy with its keys, restarting only on its own termination."""
 
         def body(endo, keys):
+            # a deterministic task step never draws, so it shares the restart key (keys[-1])
             moved = self.task.step(keys[0], endo, action, params.task)
             ended = self.task.terminated(moved, params.task)
-            return tree_select(ended, self.task.reset(keys[1], params.task), moved), None
+            return tree_select(ended, self.task.reset(keys[-1], params.task), moved), None
 
-        endo, _ = jax.lax.scan(body, endo, jax.random.split(k_steps, (self.repeat, 2)))
-        return endo, action
+        keys = keys.reshape(self.repeat, self._keys_per_step())
+        if self.repeat == 1:  # no scan, so XLA fuses the copy's step with the agent's
+            return body(endo, keys[0])[0]
+        return jax.lax.scan(body, endo, keys)[0]
 
     def step(self, key: jax.Array, exo: TwinState, params: TwinParams) -> TwinState:
-        """Advance every copy with its own key; the agent's action is never seen."""
-        keys = jax.random.split(key, self.num_twins)
-        endo, action = jax.vmap(lambda k, e, a: self._step_one(k, e, a, params))(keys, exo.endo, exo.action)
+        """Advance every copy with its own randomness; the agent's action is never seen."""
+        space = self.task.action_space(params.task)
+        per_copy = self._keys_per_step() * self.repeat
+        if isinstance(space, spaces.Box):
+            # one random draw for every copy's keys and fresh uniform action (the law of Box.sample):
+            # on CPU each threefry call has a fixed cost of ~20 us per 1024 envs (core.split_with_bits)
+            size = int(np.prod(space.shape))
+            keys, bits = split_with_bits(key, self.num_twins * per_copy, self.num_twins * size)
+            low, high = jnp.asarray(space.low, jnp.float32), jnp.asarray(space.high, jnp.float32)
+            fresh = uniform_from_bits(bits.reshape((self.num_twins,) + tuple(space.shape)), low, high)
+            keep = jnp.zeros((self.num_twins,), jnp.float32)  # unused by continuous actions
+            keys = keys.reshape(self.num_twins, per_copy)
+        else:
+            k_fresh, k_keep, k_steps = jax.random.split(key, 3)
+            fresh = jax.vmap(lambda k: self.task.random_action(k, params.task))(jax.random.split(k_fresh, self.num_twins))
+            keep = jax.random.uniform(k_keep, (self.num_twins,))
+            keys = jax.random.split(k_steps, (self.num_twins, per_copy))
+        action = jax.vmap(lambda f, k, a: self._next_action(f, k, a, params))(fresh, keep, exo.action)
+        endo = jax.vmap(lambda k, e, a: self._advance(k, e, a, params))(keys, exo.endo, action)
         return TwinState(endo=endo, action=action)
 
     def exo_vector(self, exo: TwinState) -> jax.Array:

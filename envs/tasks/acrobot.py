@@ -94,6 +94,7 @@ class Acrobot(Task):
 
     name: ClassVar[str] = "acrobot-swingup"
     version: ClassVar[int] = 1
+    stochastic_step: ClassVar[bool] = False  # RK4 of the equations of motion draws nothing
     episode_steps: ClassVar[int] = 1000
     dt: ClassVar[float] = 0.01
     view: ClassVar[View] = View(0.0, 0.0, 2.3)

@@ -19,7 +19,7 @@ from flax import struct
 from gymnax.environments import spaces
 
 from jaxrl_suite.envs import render
-from jaxrl_suite.envs.core import Task
+from jaxrl_suite.envs.core import Task, normal_from_bits, uniform_from_bits
 from jaxrl_suite.envs.render import View
 from jaxrl_suite.envs.tasks.physics import rk4, tolerance
 
@@ -54,7 +54,9 @@ class Cartpole(Task):
     swingup: bool = False
 
     version: ClassVar[int] = 1
+    stochastic_step: ClassVar[bool] = False  # RK4 of the equations of motion draws nothing
     episode_steps: ClassVar[int] = 1000
+    reset_words: ClassVar[int] = 4  # one random word per initial coordinate
     dt: ClassVar[float] = 0.01
     view: ClassVar[View] = View(0.0, 0.25, 2.3)
     # cart, pole, track
@@ -71,14 +73,17 @@ class Cartpole(Task):
 
     def reset(self, key: jax.Array, params: CartpoleParams) -> CartpoleState:
         """DMC's initial state: hanging down (swingup) or near upright (balance)."""
-        k_pos, k_ang, k_vel = jax.random.split(key, 3)
+        return self.reset_from_bits(jax.random.bits(key, (self.reset_words,), jnp.uint32), params)
+
+    def reset_from_bits(self, bits: jax.Array, params: CartpoleParams) -> CartpoleState:
+        """DMC's initial state from 4 random words: position, angle, then the two velocities."""
         if self.swingup:
-            x = 0.01 * jax.random.normal(k_pos)
-            theta = jnp.pi + 0.01 * jax.random.normal(k_ang)
+            x = 0.01 * normal_from_bits(bits[0])
+            theta = jnp.pi + 0.01 * normal_from_bits(bits[1])
         else:
-            x = jax.random.uniform(k_pos, minval=-0.1, maxval=0.1)
-            theta = jax.random.uniform(k_ang, minval=-0.034, maxval=0.034)
-        qvel = 0.01 * jax.random.normal(k_vel, (2,))
+            x = uniform_from_bits(bits[0], -0.1, 0.1)
+            theta = uniform_from_bits(bits[1], -0.034, 0.034)
+        qvel = 0.01 * normal_from_bits(bits[2:4])
         return CartpoleState(qpos=jnp.stack([x, theta]), qvel=qvel)
 
     def _accelerations(self, q, qd, force, p: CartpoleParams):

@@ -63,6 +63,7 @@ class Pendulum(Task):
 
     name: ClassVar[str] = "pendulum-swingup"
     version: ClassVar[int] = 1
+    stochastic_step: ClassVar[bool] = False  # RK4 of the equations of motion draws nothing
     episode_steps: ClassVar[int] = 1000
     dt: ClassVar[float] = 0.02
     view: ClassVar[View] = View(0.0, 0.0, 0.62)

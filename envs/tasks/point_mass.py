@@ -62,6 +62,7 @@ class PointMass(Task):
 
     name: ClassVar[str] = "point-mass-easy"
     version: ClassVar[int] = 1
+    stochastic_step: ClassVar[bool] = False  # RK4 of the equations of motion draws nothing
     episode_steps: ClassVar[int] = 1000
     dt: ClassVar[float] = 0.02
     view: ClassVar[View] = View(0.0, 0.0, 0.33)

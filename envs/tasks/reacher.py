@@ -92,6 +92,7 @@ class Reacher(Task):
 
     name: ClassVar[str] = "reacher-easy"
     version: ClassVar[int] = 1
+    stochastic_step: ClassVar[bool] = False  # RK4 of the equations of motion draws nothing
     episode_steps: ClassVar[int] = 1000
     dt: ClassVar[float] = 0.02
     substeps: ClassVar[int] = 4  # RK4 substeps per control step, for the stiff damping (module docstring)

@@ -26,7 +26,7 @@ import jax
 import jax.numpy as jnp
 from flax import struct
 
-from jaxrl_suite.networks import activation
+from jaxrl_suite.networks import activation, orthogonal
 
 
 @struct.dataclass
@@ -100,7 +100,10 @@ class RSSM(nn.Module):
         """Layers: input MLP and GRU (sequence model), prior head, posterior head; LayerNorm before each activation."""
         self.img_in = nn.Dense(self.hidden, use_bias=False)
         self.img_in_norm = nn.LayerNorm()
-        self.gru = nn.GRUCell(self.deter_size)
+        # flax's default recurrent init is a LAPACK QR, which deadlocks XLA's 2-thread CPU pool when
+        # batched over vmapped members (seen: a 5-seed run stuck in sgeqrf/sorgqr inside the probe's
+        # random-agent init); networks.orthogonal draws the same distribution with matmuls only
+        self.gru = nn.GRUCell(self.deter_size, recurrent_kernel_init=orthogonal(1.0))
         self.prior_hidden = nn.Dense(self.hidden, use_bias=False)
         self.prior_norm = nn.LayerNorm()
         self.prior_out = nn.Dense(self.stoch_size * self.classes)

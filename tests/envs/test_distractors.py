@@ -103,13 +103,13 @@ def test_exo_trajectory_ignores_actions_and_is_the_standalone_chain(case):
     assert not np.array_equal(endo_a, np.asarray(out_b[0]))  # the actions did matter to the system
     assert exo_a.std(axis=0).max() > 0.05  # the distractor really moves
 
-    # the exo is the distractor's own chain under the env's first key split, so resets never touch it
+    # the exo is the distractor's own chain under the env's distractor key, so resets never touch it
     # (a separate program, so XLA may fuse the arithmetic differently: equal to float rounding, checked
     # over the first 300 steps, 6 episode ends, before rounding differences can grow in chaotic n-body)
     dist, dparams = env.distractor, params.distractor
 
     def chain(exo, step_key):
-        exo = dist.step(jax.random.split(step_key, 3)[0], exo, dparams)
+        exo = dist.step(env.step_randomness(step_key)[0], exo, dparams)
         return exo, dist.exo_vector(exo)
 
     _, standalone = jax.jit(lambda e, k: jax.lax.scan(chain, e, k))(exo0, keys[:300])
