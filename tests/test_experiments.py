@@ -52,6 +52,19 @@ def no_compile(monkeypatch):
     monkeypatch.setattr(jax, "jit", fail)
 
 
+def _assert_refused(tmp_path, good: str, edit: tuple[str, str], key: str, valid: str) -> None:
+    """The good file with one edit is refused by load_experiment, naming the file, the key and the valid choices."""
+    old, new = edit
+    assert good.count(old) == 1
+    path = _write(tmp_path, good.replace(old, new))
+    with pytest.raises(ExperimentError) as info:
+        load_experiment(path)
+    message = str(info.value)
+    assert message.startswith(path)
+    assert f"key {key}" in message
+    assert valid in message
+
+
 @pytest.mark.parametrize(
     "edit, key, valid",
     [
@@ -83,15 +96,7 @@ def no_compile(monkeypatch):
     ],
 )
 def test_bad_experiment_file_names_file_key_and_choices_before_compiling(tmp_path, no_compile, edit, key, valid):
-    old, new = edit
-    assert GOOD.count(old) == 1
-    path = _write(tmp_path, GOOD.replace(old, new))
-    with pytest.raises(ExperimentError) as info:
-        load_experiment(path)
-    message = str(info.value)
-    assert message.startswith(path)
-    assert f"key {key}" in message
-    assert valid in message
+    _assert_refused(tmp_path, GOOD, edit, key, valid)
 
 
 OFFLINE_GOOD = """
@@ -142,15 +147,7 @@ config = { num_updates = 6 }
     ],
 )
 def test_bad_offline_experiment_file_names_file_key_and_choices_before_compiling(tmp_path, no_compile, edit, key, valid):
-    old, new = edit
-    assert OFFLINE_GOOD.count(old) == 1
-    path = _write(tmp_path, OFFLINE_GOOD.replace(old, new))
-    with pytest.raises(ExperimentError) as info:
-        load_experiment(path)
-    message = str(info.value)
-    assert message.startswith(path)
-    assert f"key {key}" in message
-    assert valid in message
+    _assert_refused(tmp_path, OFFLINE_GOOD, edit, key, valid)
 
 
 @pytest.mark.parametrize(
@@ -161,11 +158,7 @@ def test_bad_offline_experiment_file_names_file_key_and_choices_before_compiling
     ],
 )
 def test_online_grid_refuses_offline_keys_and_agents(tmp_path, no_compile, edit, key, valid):
-    old, new = edit
-    path = _write(tmp_path, GOOD.replace(old, new))
-    with pytest.raises(ExperimentError) as info:
-        load_experiment(path)
-    assert str(info.value).startswith(path) and f"key {key}" in str(info.value) and valid in str(info.value)
+    _assert_refused(tmp_path, GOOD, edit, key, valid)
 
 
 def test_offline_grid_expands_to_dataset_x_agent_x_representation_with_seeds_batched(tmp_path, no_compile):
