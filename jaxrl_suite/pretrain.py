@@ -80,20 +80,24 @@ def agent_config_class(agent: str) -> type:
     return agents.get(agent).config_cls
 
 
-def preset_config(config_cls: type, preset: str) -> offline.OfflineConfig:
-    """An offline agent's default config with a budget preset applied (no dataset yet: the experiment runner fills it in)."""
+def preset_overrides(preset: str) -> dict[str, Any]:
+    """The config overrides of a budget preset; unknown names are refused with the valid ones."""
     if preset not in PRESETS:
         raise ValueError(f"preset={preset!r}; valid: {sorted(PRESETS)}")
-    return config_cls(**PRESETS[preset])
+    return PRESETS[preset]
+
+
+def preset_config(config_cls: type, preset: str) -> offline.OfflineConfig:
+    """An offline agent's default config with a budget preset applied (no dataset yet: the experiment runner fills it in)."""
+    return config_cls(**preset_overrides(preset))
 
 
 def pipeline_config(agent: str, dataset: str | os.PathLike, representation: str, preset: str = "cpu", **overrides: Any) -> offline.OfflineConfig:
     """The agent's config for the dataset's env with a representation setting and a budget preset."""
     if representation not in REPRESENTATIONS:
         raise ValueError(f"representation={representation!r}; valid: {sorted(REPRESENTATIONS)}")
-    if preset not in PRESETS:
-        raise ValueError(f"preset={preset!r}; valid: {sorted(PRESETS)}")
-    config = offline.config_for_dataset(agent_config_class(agent), dataset, **{**PRESETS[preset], **REPRESENTATIONS[representation], **overrides})
+    budget = preset_overrides(preset)
+    config = offline.config_for_dataset(agent_config_class(agent), dataset, **{**budget, **REPRESENTATIONS[representation], **overrides})
     config.validate()
     return config
 
