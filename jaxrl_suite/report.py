@@ -31,7 +31,7 @@ import io
 import json
 import os
 from pathlib import Path
-from typing import Sequence
+from typing import Any, Sequence
 
 import numpy as np
 import pandas as pd
@@ -93,12 +93,18 @@ def generalisation_table(frame: pd.DataFrame) -> str:
     return "\n".join(lines) + "\n"
 
 
-def _iqm_cell(values: pd.Series) -> str:
-    values = values.to_numpy(np.float64)
+def _ci_cell(values: Any, metric: str, digits: int | None = None) -> str:
+    """'point [low, high]' of a metric over the finite values (bootstrap 95% CI), or 'n/a' if none; digits default to return_digits."""
+    values = np.asarray(values, np.float64)
     values = values[np.isfinite(values)]
     if not values.size:
         return "n/a"
-    return _interval(*stats.stratified_bootstrap_ci(values, stats.METRICS["IQM"], NUM_RESAMPLES, seed=SEED), return_digits(values))
+    ci = stats.stratified_bootstrap_ci(values, stats.METRICS[metric], NUM_RESAMPLES, seed=SEED)
+    return _interval(*ci, return_digits(values) if digits is None else digits)
+
+
+def _iqm_cell(values: pd.Series) -> str:
+    return _ci_cell(values.to_numpy(np.float64), "IQM")
 
 
 def probe_table(final: pd.DataFrame, methods: Sequence[str], columns: Sequence[str]) -> str:
@@ -106,13 +112,7 @@ def probe_table(final: pd.DataFrame, methods: Sequence[str], columns: Sequence[s
     lines = ["| method | " + " | ".join(columns) + " |", "|---|" + "---|" * len(columns)]
     for method in methods:
         rows = final[final["method"] == method]
-        cells = []
-        for column in columns:
-            values = rows[column].to_numpy(np.float64)
-            values = values[np.isfinite(values)]
-            cells.append(
-                _interval(*stats.stratified_bootstrap_ci(values, stats.METRICS["Mean"], NUM_RESAMPLES, seed=SEED), 3) if values.size else "n/a"
-            )
+        cells = [_ci_cell(rows[column].to_numpy(np.float64), "Mean", 3) for column in columns]
         lines.append(f"| {method} | " + " | ".join(cells) + " |")
     return "\n".join(lines) + "\n"
 
@@ -146,13 +146,10 @@ def offline_table(final: pd.DataFrame, methods: Sequence[str]) -> str:
         scores = 100.0 * cell["normalized_score"].to_numpy(np.float64)
         iqm = stats.stratified_bootstrap_ci(scores, stats.METRICS["IQM"], NUM_RESAMPLES, seed=SEED)
         mean = stats.stratified_bootstrap_ci(scores, stats.METRICS["Mean"], NUM_RESAMPLES, seed=SEED)
-        probe_cells = []
-        for column in ("probe_endo_r2", "probe_exo_r2"):
-            values = cell[column].to_numpy(np.float64) if column in probes else np.array([])
-            values = values[np.isfinite(values)]
-            probe_cells.append(
-                _interval(*stats.stratified_bootstrap_ci(values, stats.METRICS["Mean"], NUM_RESAMPLES, seed=SEED), 2) if values.size else "n/a"
-            )
+        probe_cells = [
+            _ci_cell(cell[column].to_numpy(np.float64) if column in probes else [], "Mean", 2)
+            for column in ("probe_endo_r2", "probe_exo_r2")
+        ]
         lines.append(
             f"| {first['dataset']} | {first['agent']} | {representation} | {len(cell)} | {_interval(*iqm, 1)} | {_interval(*mean, 1)} | "
             f"{probe_cells[0]} | {probe_cells[1]} | {int(cell['diverged'].sum())}/{len(cell)} |"
