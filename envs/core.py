@@ -11,11 +11,14 @@ Design points that the tests pin down:
 - The state keeps `endo` (task) and `exo` (distractor) apart; `info` exposes both as flat float
   vectors, so any embedding can be probed for what it kept.
 - Every step draws its randomness the same way, distractor on or off (one threefry call for the
-  distractor's key, the task's key and the auto-reset), and the distractor advances with its own
+  distractor's key, the task's key and the auto-reset's key), and the distractor advances with its own
   key before anything else: the endogenous trajectory does not depend on the distractor
   and the exogenous trajectory does not depend on the actions.
 - Auto-reset replaces only `endo` (gymnax's base `step` would swap the whole state and so restart
   the distractor at every episode end); the distractor runs straight through episode boundaries.
+  The reset (its random draw and, for pixels, the new episode's first frame) is computed only on
+  steps where an episode ends (`cond_any`), so a step normally draws one frame, which is also
+  `info["final_observation"]`.
 - Shape-changing settings (image size, counts) are static fields of these frozen dataclasses;
   continuous knobs live in `EnvParams`, a pytree, so difficulty can be a vmapped axis.
 """
@@ -31,7 +34,7 @@ import jax
 import jax.numpy as jnp
 from flax import struct
 from gymnax.environments import environment, spaces
-from jax.flatten_util import ravel_pytree
+from jax.custom_batching import custom_vmap
 
 from jaxrl_suite.envs import render
 from jaxrl_suite.envs.render import Layer, View
@@ -50,6 +53,45 @@ def flat_vector(tree: Any) -> jax.Array:
     if not leaves:
         return jnp.zeros((0,), jnp.float32)
     return jnp.concatenate([jnp.ravel(x).astype(jnp.float32) for x in leaves])
+
+
+def cond_any(pred: jax.Array, true_fn: Any, false_fn: Any, operands: Any) -> Any:
+    """`lax.cond(pred, true_fn, false_fn, operands)` whose vmapped form still branches, on whether any `pred` holds.
+
+    Under `jax.vmap` a plain `lax.cond` with a batched predicate becomes a select that runs both
+    branches for every member. Here the batched form runs `false_fn` alone when no member's
+    `pred` holds, and otherwise both, selected per member: the same values, but an expensive
+    branch that is rarely taken (an auto-reset: the new episode's initial state and first frame,
+    needed only on steps where an episode ends) is skipped on most steps. Nested vmaps (seeds x
+    envs) branch once on the predicate of the whole batch. Not differentiable (`custom_vmap`);
+    env steps never are.
+    """
+
+    @custom_vmap
+    def branch(pred, operands):
+        return jax.lax.cond(pred, true_fn, false_fn, operands)
+
+    @branch.def_vmap
+    def branch_batched(axis_size, in_batched, pred, operands):
+        pred_batched, operands_batched = in_batched
+        if not pred_batched:
+            pred = jnp.broadcast_to(pred, (axis_size,))
+        # unbatched operands (params shared by every member, say) stay unbatched
+        in_axes = jax.tree.map(lambda b: 0 if b else None, operands_batched)
+
+        def both(args):
+            member_pred, ops = args
+            taken = jax.vmap(true_fn, in_axes=(in_axes,), axis_size=axis_size)(ops)
+            other = jax.vmap(false_fn, in_axes=(in_axes,), axis_size=axis_size)(ops)
+            return jax.tree.map(lambda a, b: jnp.where(member_pred.reshape((-1,) + (1,) * (a.ndim - 1)), a, b), taken, other)
+
+        def neither(args):
+            return jax.vmap(false_fn, in_axes=(in_axes,), axis_size=axis_size)(args[1])
+
+        out = cond_any(jnp.any(pred), both, neither, (pred, operands))
+        return out, jax.tree.map(lambda _: True, out)
+
+    return branch(pred, operands)
 
 
 def split_with_bits(key: jax.Array, num_keys: int, num_words: int = 0) -> tuple[jax.Array, jax.Array]:
@@ -112,9 +154,6 @@ class Task(abc.ABC):
 
     name: ClassVar[str] = "task"
     version: ClassVar[int] = 1
-    # > 0: the task also draws its initial state from this many random uint32 words
-    # (`reset_from_bits`), so an auto-resetting step takes them from its one random draw
-    reset_words: ClassVar[int] = 0
     # False: `step` never draws from its key (deterministic dynamics), so a step need not make one
     stochastic_step: ClassVar[bool] = True
     episode_steps: ClassVar[int] = 1000
@@ -130,10 +169,6 @@ class Task(abc.ABC):
     @abc.abstractmethod
     def reset(self, key: jax.Array, params: Any) -> Any:
         """Draw an initial endogenous state."""
-
-    def reset_from_bits(self, bits: jax.Array, params: Any) -> Any:
-        """Draw an initial endogenous state from `reset_words` random uint32 words."""
-        raise ValueError(f"task {self.name!r} has reset_words=0: it draws its initial state from a key with reset(key, params)")
 
     @abc.abstractmethod
     def step(self, key: jax.Array, endo: Any, action: jax.Array, params: Any) -> Any:
@@ -340,7 +375,7 @@ class DistractedEnv(environment.Environment):
     def step(self, key: jax.Array, state: EnvState, action: jax.Array, params: EnvParams | None = None):
         """One agent step with auto-reset of the task only; the distractor runs on."""
         params = self.default_params if params is None else params
-        key_exo, key_endo, reset_draw = self.step_randomness(key)
+        key_exo, key_endo, key_reset = self.step_randomness(key)
 
         moved = self.distractor.step(key_exo, state.exo, params.distractor)
         exo = tree_select(params.exo_frozen, state.exo, moved)
@@ -350,9 +385,17 @@ class DistractedEnv(environment.Environment):
         truncated = jnp.logical_and(time >= params.max_steps_in_episode, jnp.logical_not(terminated))
         done = jnp.logical_or(terminated, truncated)
 
-        fresh = self.task.reset_from_bits(reset_draw, params.task) if self.task.reset_words else self.task.reset(reset_draw, params.task)
-        endo_next = tree_select(done, fresh, endo)
-        obs, final_obs = self._observe_pair(endo_next, endo, exo, params)
+        final_obs = self.observe(EnvState(endo=endo, exo=exo, time=time), params)
+
+        def restart(ops):
+            key_reset, exo, params, _, _ = ops
+            fresh = self.task.reset(key_reset, params.task)
+            return fresh, self.observe(EnvState(endo=fresh, exo=exo, time=jnp.zeros((), jnp.int32)), params)
+
+        # the new episode's initial state (its random draw included) and first observation (a second
+        # frame, for pixels) are made only on steps where an episode ends: for a vmapped batch, only
+        # when one of its members' does
+        endo_next, obs = cond_any(done, restart, lambda ops: (ops[3], ops[4]), (key_reset, exo, params, endo, final_obs))
         info = {
             "endo": self.task.endo_vector(endo_next),
             "exo": self.distractor.exo_vector(exo),
@@ -366,17 +409,16 @@ class DistractedEnv(environment.Environment):
         return obs, next_state, reward, terminated, truncated, info
 
     def step_randomness(self, key: jax.Array) -> tuple[jax.Array, jax.Array, jax.Array]:
-        """A step's key for the distractor, key for the task, and auto-reset randomness, from one draw.
+        """A step's keys for the distractor, the task and an auto-reset, from one threefry call.
 
-        One threefry call (see split_with_bits), the same with the distractor on or off. The reset
-        randomness is `task.reset_words` random words for `task.reset_from_bits`, or a key for
-        `task.reset` when the task has none. A task whose step is deterministic
+        The split is the same with the distractor on or off (see split_with_bits). The reset key is
+        drawn from only when an episode ends. A task whose step is deterministic
         (`stochastic_step` False) gets the step's own key, which it never draws from, and the draw
         is two words shorter.
         """
-        words, stochastic = self.task.reset_words, self.task.stochastic_step
-        keys, bits = split_with_bits(key, 1 + int(stochastic) + int(not words), words)
-        return keys[0], (keys[1] if stochastic else key), (bits if words else keys[-1])
+        stochastic = self.task.stochastic_step
+        keys, _ = split_with_bits(key, 2 + int(stochastic))
+        return keys[0], (keys[1] if stochastic else key), keys[-1]
 
     # ---- internals ----------------------------------------------------------------------------
 
@@ -410,14 +452,6 @@ class DistractedEnv(environment.Environment):
             return self._state_obs(state.endo, state.exo, params)
         endo, exo = render.materialize((state.endo, state.exo))
         return self._render_system(self._render_scene(exo, params), endo)
-
-    def _observe_pair(self, endo_a, endo_b, exo, params):
-        """Observations of two endo states under the same exo; the distractor is rendered once."""
-        if self.obs == "state":
-            return self._state_obs(endo_a, exo, params), self._state_obs(endo_b, exo, params)
-        endo_a, endo_b, exo = render.materialize((endo_a, endo_b, exo))
-        scene = self._render_scene(exo, params)
-        return self._render_system(scene, endo_a), self._render_system(scene, endo_b)
 
     def _state_obs(self, endo, exo, params):
         task_f = self.task.features(endo, params.task).astype(jnp.float32)

@@ -25,6 +25,7 @@ import jax
 import jax.numpy as jnp
 from flax import struct
 
+from jaxrl_suite.envs import trig
 from jaxrl_suite.envs.core import Distractor, Task
 
 ANGLE_SCALE = 0.5  # stationary std of each wave's direction around its starting angle (radians)
@@ -108,13 +109,13 @@ class BackgroundDistractor(Distractor):
     def texture(self, exo: BackgroundState, grid: jax.Array) -> jax.Array:
         """The texture (H, W, 3) in [0, 1] at world points grid (H, W, 2)."""
         freq = jnp.pi * (jnp.arange(self.num_waves) + 1.0) / self.view_half  # (c + 1) cycles per view width
-        kx, ky = freq * jnp.cos(exo.angle), freq * jnp.sin(exo.angle)
+        kx, ky = freq * trig.cos(exo.angle), freq * trig.sin(exo.angle)
         colors = jax.nn.sigmoid(exo.color_logit)
         # summed wave by wave (static count) so the texture stays one fused elementwise pass;
         # the small floor keeps the colour defined where every wave sits in a trough
         rgb, total = 0.0, 1e-3
         for c in range(self.num_waves):
-            w = 0.5 + 0.5 * jnp.sin(grid[..., 0] * kx[c] + grid[..., 1] * ky[c] + exo.phase[c])
+            w = 0.5 + 0.5 * trig.sin(grid[..., 0] * kx[c] + grid[..., 1] * ky[c] + exo.phase[c])
             rgb = rgb + w[..., None] * colors[c]
             total = total + w
         return rgb / total[..., None]

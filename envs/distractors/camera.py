@@ -23,6 +23,7 @@ import jax
 import jax.numpy as jnp
 from flax import struct
 
+from jaxrl_suite.envs import trig
 from jaxrl_suite.envs.core import Distractor, Task
 
 VELOCITY_STD = 0.01  # random-walk std of the latent velocity per step
@@ -99,7 +100,7 @@ class CameraDistractor(Distractor):
         shift = params.scale * self.view_half * exo.pose[:2]
         zoom = jnp.exp2(params.scale * exo.pose[2])
         angle = params.roll * params.scale * (jnp.pi / 2) * exo.pose[3]
-        c, s = jnp.cos(angle), jnp.sin(angle)
+        c, s = trig.cos(angle), trig.sin(angle)
         d = grid - jnp.array([self.view_cx, self.view_cy])
         zx, zy = zoom * d[..., 0], zoom * d[..., 1]
         moved = jnp.stack([c * zx - s * zy, s * zx + c * zy], axis=-1)

@@ -31,7 +31,7 @@ import jax.numpy as jnp
 from flax import struct
 from gymnax.environments import spaces
 
-from jaxrl_suite.envs import render
+from jaxrl_suite.envs import render, trig
 from jaxrl_suite.envs.core import Task
 from jaxrl_suite.envs.render import View
 from jaxrl_suite.envs.tasks.physics import rk4, tolerance, wrap_angle
@@ -64,8 +64,8 @@ class AcrobotParams:
 def link_positions(qpos: jax.Array, link_length1: float = 1.0, link_length2: float = 1.0) -> tuple[jax.Array, jax.Array]:
     """Elbow and tip positions relative to the shoulder, y up."""
     t1, t12 = qpos[0], qpos[0] + qpos[1]
-    elbow = link_length1 * jnp.stack([jnp.sin(t1), jnp.cos(t1)])
-    tip = elbow + link_length2 * jnp.stack([jnp.sin(t12), jnp.cos(t12)])
+    elbow = link_length1 * jnp.stack([trig.sin(t1), trig.cos(t1)])
+    tip = elbow + link_length2 * jnp.stack([trig.sin(t12), trig.cos(t12)])
     return elbow, tip
 
 
@@ -74,7 +74,7 @@ def mass_matrix(qpos: jax.Array, p: AcrobotParams) -> jax.Array:
     lc1, lc2 = 0.5 * p.link_length1, 0.5 * p.link_length2
     i1 = p.link_mass1 * p.link_length1**2 / 12.0
     i2 = p.link_mass2 * p.link_length2**2 / 12.0
-    cos2 = jnp.cos(qpos[1])
+    cos2 = trig.cos(qpos[1])
     d11 = p.link_mass1 * lc1**2 + p.link_mass2 * (p.link_length1**2 + lc2**2 + 2.0 * p.link_length1 * lc2 * cos2) + i1 + i2
     d12 = p.link_mass2 * (lc2**2 + p.link_length1 * lc2 * cos2) + i2
     d22 = p.link_mass2 * lc2**2 + i2
@@ -85,7 +85,7 @@ def potential_energy(qpos: jax.Array, p: AcrobotParams) -> jax.Array:
     """Gravitational potential relative to the shoulder height."""
     lc1, lc2 = 0.5 * p.link_length1, 0.5 * p.link_length2
     t1, t12 = qpos[0], qpos[0] + qpos[1]
-    return p.gravity * (p.link_mass1 * lc1 * jnp.cos(t1) + p.link_mass2 * (p.link_length1 * jnp.cos(t1) + lc2 * jnp.cos(t12)))
+    return p.gravity * (p.link_mass1 * lc1 * trig.cos(t1) + p.link_mass2 * (p.link_length1 * trig.cos(t1) + lc2 * trig.cos(t12)))
 
 
 @dataclasses.dataclass(frozen=True)
@@ -113,7 +113,7 @@ class Acrobot(Task):
     def accelerations(self, qpos, qvel, torque, p: AcrobotParams) -> jax.Array:
         """Solve D q_ddot = G - C - b q_dot + (0, tau) for (t1_ddot, t2_ddot)."""
         lc2 = 0.5 * p.link_length2
-        h = p.link_mass2 * p.link_length1 * lc2 * jnp.sin(qpos[1])
+        h = p.link_mass2 * p.link_length1 * lc2 * trig.sin(qpos[1])
         # Coriolis and centrifugal terms (Spong 1995, eq. 2-3)
         coriolis = jnp.stack([-h * (2.0 * qvel[0] * qvel[1] + qvel[1] ** 2), h * qvel[0] ** 2])
         gravity = -jax.grad(potential_energy)(qpos, p)
@@ -142,7 +142,7 @@ class Acrobot(Task):
     def features(self, endo: AcrobotState, params: AcrobotParams) -> jax.Array:
         """cos/sin of the upper and lower links' absolute angles, then the two joint velocities."""
         t1, t12 = endo.qpos[0], endo.qpos[0] + endo.qpos[1]
-        return jnp.stack([jnp.cos(t1), jnp.sin(t1), jnp.cos(t12), jnp.sin(t12), endo.qvel[0], endo.qvel[1]])
+        return jnp.stack([trig.cos(t1), trig.sin(t1), trig.cos(t12), trig.sin(t12), endo.qvel[0], endo.qvel[1]])
 
     def endo_vector(self, endo: AcrobotState) -> jax.Array:
         """The features: continuous in the angles, so probes can fit them."""

@@ -18,7 +18,7 @@ import jax.numpy as jnp
 from flax import struct
 from gymnax.environments import spaces
 
-from jaxrl_suite.envs import render
+from jaxrl_suite.envs import render, trig
 from jaxrl_suite.envs.core import Task, normal_from_bits, uniform_from_bits
 from jaxrl_suite.envs.render import View
 from jaxrl_suite.envs.tasks.physics import rk4, tolerance
@@ -56,7 +56,6 @@ class Cartpole(Task):
     version: ClassVar[int] = 1
     stochastic_step: ClassVar[bool] = False  # RK4 of the equations of motion draws nothing
     episode_steps: ClassVar[int] = 1000
-    reset_words: ClassVar[int] = 4  # one random word per initial coordinate
     dt: ClassVar[float] = 0.01
     view: ClassVar[View] = View(0.0, 0.25, 2.3)
     # cart, pole, track
@@ -72,11 +71,12 @@ class Cartpole(Task):
         return CartpoleParams()
 
     def reset(self, key: jax.Array, params: CartpoleParams) -> CartpoleState:
-        """DMC's initial state: hanging down (swingup) or near upright (balance)."""
-        return self.reset_from_bits(jax.random.bits(key, (self.reset_words,), jnp.uint32), params)
+        """DMC's initial state: hanging down (swingup) or near upright (balance).
 
-    def reset_from_bits(self, bits: jax.Array, params: CartpoleParams) -> CartpoleState:
-        """DMC's initial state from 4 random words: position, angle, then the two velocities."""
+        One random word per coordinate (position, angle, then the two velocities), drawn in one
+        threefry call and turned into floats as `jax.random.uniform` / `normal` would.
+        """
+        bits = jax.random.bits(key, (4,), jnp.uint32)
         if self.swingup:
             x = 0.01 * normal_from_bits(bits[0])
             theta = jnp.pi + 0.01 * normal_from_bits(bits[1])
@@ -92,7 +92,7 @@ class Cartpole(Task):
         half = 0.5 * p.pole_length
         inertia = p.pole_mass * p.pole_length**2 / 12.0 + p.pole_mass * half**2  # about the hinge
         ml = p.pole_mass * half
-        c, s = jnp.cos(theta), jnp.sin(theta)
+        c, s = trig.cos(theta), trig.sin(theta)
         # [M, ml c; ml c, I] [x_dd; th_dd] = [F - b_x x_d + ml s th_d^2; ml g s - b_th th_d]
         m11 = p.cart_mass + p.pole_mass
         m12 = ml * c
@@ -118,7 +118,7 @@ class Cartpole(Task):
 
     def reward(self, endo: CartpoleState, action: jax.Array, params: CartpoleParams) -> jax.Array:
         """dm_control's smooth cart-pole reward."""
-        upright = (jnp.cos(endo.qpos[1]) + 1.0) / 2.0
+        upright = (trig.cos(endo.qpos[1]) + 1.0) / 2.0
         centered = (1.0 + tolerance(endo.qpos[0], margin=2.0)) / 2.0
         u = jnp.clip(jnp.reshape(action, (-1,))[0], -1.0, 1.0)
         small_control = (4.0 + tolerance(u, margin=1.0, value_at_margin=0.0, sigmoid="quadratic")) / 5.0
@@ -128,7 +128,7 @@ class Cartpole(Task):
     def features(self, endo: CartpoleState, params: CartpoleParams) -> jax.Array:
         """DMC's observation: cart position, pole cos/sin, cart and pole velocities."""
         x, theta = endo.qpos
-        return jnp.stack([x, jnp.cos(theta), jnp.sin(theta), endo.qvel[0], endo.qvel[1]])
+        return jnp.stack([x, trig.cos(theta), trig.sin(theta), endo.qvel[0], endo.qvel[1]])
 
     def endo_vector(self, endo: CartpoleState) -> jax.Array:
         """(x, cos theta, sin theta, x_dot, theta_dot): continuous in the angle, so probes can fit it."""
@@ -142,7 +142,7 @@ class Cartpole(Task):
         """Track, cart and pole."""
         x, theta = endo.qpos[0], endo.qpos[1]
         pivot = jnp.stack([x, 0.0])
-        tip = pivot + jnp.stack([jnp.sin(theta), jnp.cos(theta)])
+        tip = pivot + jnp.stack([trig.sin(theta), trig.cos(theta)])
         # thicken parts to at least ~1.5 px so the cart stays visible beside the pole at 16 px
         cart_half = jnp.array([max(0.2, 1.5 * px), max(0.1, 1.0 * px)])
         return [

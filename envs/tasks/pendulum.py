@@ -28,7 +28,7 @@ import numpy as np
 from flax import struct
 from gymnax.environments import spaces
 
-from jaxrl_suite.envs import render
+from jaxrl_suite.envs import render, trig
 from jaxrl_suite.envs.core import Task
 from jaxrl_suite.envs.render import View
 from jaxrl_suite.envs.tasks.physics import rk4, tolerance, wrap_angle
@@ -82,7 +82,7 @@ class Pendulum(Task):
     def angular_acceleration(self, theta, theta_dot, torque, p: PendulumParams) -> jax.Array:
         """theta_ddot = (m g L sin theta - b theta_dot + tau) / (m L^2) for a point mass on a massless pole."""
         inertia = p.mass * p.length**2
-        return (p.mass * p.gravity * p.length * jnp.sin(theta) - p.damping * theta_dot + torque) / inertia
+        return (p.mass * p.gravity * p.length * trig.sin(theta) - p.damping * theta_dot + torque) / inertia
 
     def step(self, key: jax.Array, endo: PendulumState, action: jax.Array, params: PendulumParams) -> PendulumState:
         """One 0.02 s RK4 step under a clipped torque command."""
@@ -96,11 +96,11 @@ class Pendulum(Task):
 
     def reward(self, endo: PendulumState, action: jax.Array, params: PendulumParams) -> jax.Array:
         """DMC's sparse reward: 1 within eight degrees of upright."""
-        return tolerance(jnp.cos(endo.theta), bounds=(COSINE_BOUND, 1.0))
+        return tolerance(trig.cos(endo.theta), bounds=(COSINE_BOUND, 1.0))
 
     def features(self, endo: PendulumState, params: PendulumParams) -> jax.Array:
         """(cos theta, sin theta, theta_dot)."""
-        return jnp.stack([jnp.cos(endo.theta), jnp.sin(endo.theta), endo.theta_dot])
+        return jnp.stack([trig.cos(endo.theta), trig.sin(endo.theta), endo.theta_dot])
 
     def endo_vector(self, endo: PendulumState) -> jax.Array:
         """The features: continuous in the angle, so probes can fit it."""
@@ -113,7 +113,7 @@ class Pendulum(Task):
     def draw(self, endo: PendulumState, grid, px, palette):
         """Pole, bob and hinge; the 2 cm pole is drawn at least a pixel and a half wide."""
         hinge = jnp.zeros(2)
-        bob = 0.5 * jnp.stack([jnp.sin(endo.theta), jnp.cos(endo.theta)])
+        bob = 0.5 * jnp.stack([trig.sin(endo.theta), trig.cos(endo.theta)])
         pole_radius = jnp.maximum(0.03, 0.75 * px)
         bob_radius = jnp.maximum(0.08, 1.5 * px)
         return [

@@ -44,7 +44,7 @@ import numpy as np
 from flax import struct
 from gymnax.environments import spaces
 
-from jaxrl_suite.envs import render
+from jaxrl_suite.envs import render, trig
 from jaxrl_suite.envs.core import Task
 from jaxrl_suite.envs.render import View
 from jaxrl_suite.envs.tasks.physics import rk4, tolerance, wrap_angle
@@ -83,7 +83,7 @@ class ReacherParams:
 def finger_position(qpos: jax.Array) -> jax.Array:
     """The finger's position relative to the shoulder."""
     q1, q12 = qpos[0], qpos[0] + qpos[1]
-    return ARM_LENGTH * jnp.stack([jnp.cos(q1), jnp.sin(q1)]) + FINGER_OFFSET * jnp.stack([jnp.cos(q12), jnp.sin(q12)])
+    return ARM_LENGTH * jnp.stack([trig.cos(q1), trig.sin(q1)]) + FINGER_OFFSET * jnp.stack([trig.cos(q12), trig.sin(q12)])
 
 
 @dataclasses.dataclass(frozen=True)
@@ -115,13 +115,13 @@ class Reacher(Task):
         )
         angle = jax.random.uniform(k_angle, minval=0.0, maxval=2.0 * jnp.pi)
         radius = jax.random.uniform(k_radius, minval=TARGET_RADIUS_RANGE[0], maxval=TARGET_RADIUS_RANGE[1])
-        target = radius * jnp.stack([jnp.cos(angle), jnp.sin(angle)])
+        target = radius * jnp.stack([trig.cos(angle), trig.sin(angle)])
         return ReacherState(qpos=qpos, qvel=jnp.zeros(2), target=target)
 
     def accelerations(self, qpos, qvel, torque, p: ReacherParams) -> jax.Array:
         """Solve the two-link equations of motion (module docstring) for the joint accelerations."""
         h = p.hand_mass * ARM_LENGTH * p.hand_com
-        c2, s2 = jnp.cos(qpos[1]), jnp.sin(qpos[1])
+        c2, s2 = trig.cos(qpos[1]), trig.sin(qpos[1])
         d11 = p.arm_inertia + p.hand_inertia + p.hand_mass * ARM_LENGTH**2 + 2.0 * h * c2
         d12 = p.hand_inertia + h * c2
         d22 = p.hand_inertia
@@ -158,12 +158,12 @@ class Reacher(Task):
         """cos/sin of shoulder and wrist, finger-to-target vector, joint velocities (8 values)."""
         q = endo.qpos
         to_target = endo.target - finger_position(q)
-        return jnp.concatenate([jnp.stack([jnp.cos(q[0]), jnp.sin(q[0]), jnp.cos(q[1]), jnp.sin(q[1])]), to_target, endo.qvel])
+        return jnp.concatenate([jnp.stack([trig.cos(q[0]), trig.sin(q[0]), trig.cos(q[1]), trig.sin(q[1])]), to_target, endo.qvel])
 
     def endo_vector(self, endo: ReacherState) -> jax.Array:
         """cos/sin of both joints, joint velocities and the target position (8 values)."""
         q = endo.qpos
-        return jnp.concatenate([jnp.stack([jnp.cos(q[0]), jnp.sin(q[0]), jnp.cos(q[1]), jnp.sin(q[1])]), endo.qvel, endo.target])
+        return jnp.concatenate([jnp.stack([trig.cos(q[0]), trig.sin(q[0]), trig.cos(q[1]), trig.sin(q[1])]), endo.qvel, endo.target])
 
     def action_space(self, params) -> spaces.Box:
         """Shoulder and wrist torque commands in [-1, 1]^2."""
@@ -173,8 +173,8 @@ class Reacher(Task):
         """Target (easy size), arm, finger and shoulder, seen from above; thin parts are thickened to pixels."""
         shoulder = jnp.zeros(2)
         q1, q12 = endo.qpos[0], endo.qpos[0] + endo.qpos[1]
-        wrist = ARM_LENGTH * jnp.stack([jnp.cos(q1), jnp.sin(q1)])
-        hand_end = wrist + HAND_CAPSULE_LENGTH * jnp.stack([jnp.cos(q12), jnp.sin(q12)])
+        wrist = ARM_LENGTH * jnp.stack([trig.cos(q1), trig.sin(q1)])
+        hand_end = wrist + HAND_CAPSULE_LENGTH * jnp.stack([trig.cos(q12), trig.sin(q12)])
         finger = finger_position(endo.qpos)
         link_radius = jnp.maximum(0.012, 0.75 * px)
         arm = jnp.minimum(render.sd_capsule(grid, shoulder, wrist, link_radius), render.sd_capsule(grid, wrist, hand_end, link_radius))

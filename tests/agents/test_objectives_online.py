@@ -137,10 +137,11 @@ def test_dqn_trains_with_objective_on_discrete_actions(objective):
 
 # ---- the no-objective program is the one main had -------------------------------------------------------
 
-# metrics of the agents of main at commit a4bbd47 (before the objective wiring) run on today's envs/ (the
-# one-draw-per-step randomness changed the random streams) with its `networks.orthogonal` replaced by the
-# matmul-only initialiser of a253605 (the LAPACK-free fix of the CPU stall, which changes initial weights by
-# float rounding, up to 5e-7), 2 seeds, train(); float32 values as floats
+# metrics of the agents of main at commit a4bbd47 (before the objective wiring) run on today's envs/ (whose
+# random streams and float rounding changed since: one key split per step, `envs.trig`'s sine and cosine)
+# with its `networks.orthogonal` replaced by the matmul-only initialiser of a253605 (the LAPACK-free fix of
+# the CPU stall, which changes initial weights by float rounding, up to 5e-7), 2 seeds, train(); float32
+# values as floats. The same recipe with the envs/ of the previous commit reproduces its recorded values.
 REFERENCE = {
     "sac": (
         sac.SACConfig(
@@ -149,7 +150,7 @@ REFERENCE = {
             eval_episodes=2,
         ),
         {
-            "return_mean": [[202.92520141601562, 212.15530395507812], [135.91702270507812, 166.43264770507812]],
+            "return_mean": [[202.92510986328125, 212.15492248535156], [135.91697692871094, 166.4326171875]],
             "critic_loss": [[100.9130859375, 73.52951049804688], [64.13417053222656, 40.04976272583008]],
         },
     ),
@@ -160,8 +161,8 @@ REFERENCE = {
             normalize_reward=True,
         ),
         {
-            "return_mean": [[509.569091796875, 684.7385864257812], [631.0845947265625, 549.058837890625]],
-            "loss": [[0.39743030071258545, 0.16890615224838257], [0.5094977021217346, 0.28982535004615784]],
+            "return_mean": [[509.569091796875, 684.7286987304688], [631.078369140625, 549.0611572265625]],
+            "loss": [[0.3974303603172302, 0.16890613734722137], [0.5094977021217346, 0.28982535004615784]],
         },
     ),
     "dqn": (

@@ -122,6 +122,35 @@ def test_auto_reset_reports_truncation_and_keeps_final_observation(noisy_env):
     np.testing.assert_array_equal(final_obs[49, 5:], obs[49, 5:])
 
 
+@pytest.mark.parametrize("obs_mode,distractor", [("state", "noise"), ("pixels", "shapes")])
+def test_auto_reset_in_a_batch_where_only_some_members_end(obs_mode, distractor):
+    # the new episode's state and frame are made for a vmapped batch only when a member's episode ends
+    # (cond_any); the members that go on must keep theirs, the ones that end must reset, as single steps do
+    env, params = make("cartpole-swingup", obs=obs_mode, distractor=distractor, difficulty="hard", image_size=16)
+    params = params.replace(max_steps_in_episode=5)
+    n = 4
+    _, states = jax.vmap(env.reset, in_axes=(0, None))(jax.random.split(jax.random.key(0), n), params)
+    keys, actions = jax.random.split(jax.random.key(1), n), random_actions(jax.random.key(2), n)
+    step = jax.jit(jax.vmap(env.step, in_axes=(0, 0, 0, None)))
+    single = jax.jit(env.step)
+    as_int = lambda tree: jax.tree.map(lambda x: x.astype(jnp.int32) if x.dtype == jnp.uint8 else x, tree)
+    for times, ends in (([4, 0, 4, 2], [True, False, True, False]), ([0, 1, 2, 3], [False] * 4)):
+        batch_states = states.replace(time=jnp.asarray(times, jnp.int32))
+        obs, next_states, reward, terminated, truncated, info = step(keys, batch_states, actions, params)
+        np.testing.assert_array_equal(np.asarray(truncated), ends)
+        for i in range(n):
+            member = jax.tree.map(lambda x: x[i], batch_states)
+            expected = single(keys[i], member, actions[i], params)
+            got = jax.tree.map(lambda x: x[i], (obs, next_states, reward, terminated, truncated, info))
+            chex.assert_trees_all_close(as_int(got), as_int(expected), rtol=1e-5, atol=1e-5)
+            if ends[i]:
+                assert int(next_states.time[i]) == 0
+                assert not np.array_equal(np.asarray(obs[i]), np.asarray(info["final_observation"][i]))
+            else:
+                np.testing.assert_array_equal(np.asarray(obs[i]), np.asarray(info["final_observation"][i]))
+                np.testing.assert_array_equal(np.asarray(info["endo"][i]), np.asarray(info["final_endo"][i]))
+
+
 def test_action_repeat_sums_rewards_and_shortens_the_episode():
     env1, p1 = make("cartpole-balance")
     env4, p4 = make("cartpole-balance", action_repeat=4)

@@ -1,7 +1,8 @@
 """The speed-motivated parts of the env step keep their semantics.
 
-- A step draws all its randomness with one threefry call (`split_with_bits`); the words it turns
-  into floats follow jax.random's own laws, bit for bit.
+- A step splits its key with one threefry call (`split_with_bits`); the auto-reset draws from its
+  key only when an episode ends (`cond_any`); words turned into floats follow jax.random's own
+  laws, bit for bit.
 - The twin's continuous random actions are still uniform in the action box.
 - A pixel frame's fused loop does not repeat the distractor's random draw per pixel (the cause of
   `color` frames being 30x slower on CPU, fixed by `render.materialize`), and materialize is exact.
@@ -51,16 +52,6 @@ def test_split_with_bits_keeps_the_key_implementation():
     assert jax.random.key_data(keys).shape == (2, 4) and words.shape == (3,)
 
 
-@pytest.mark.parametrize("name", ["cartpole-balance", "cartpole-swingup"])
-def test_cartpole_reset_from_a_key_is_its_reset_from_that_keys_bits(name):
-    env, params = make(name)
-    key = jax.random.key(9)
-    a = env.task.reset(key, params.task)
-    b = env.task.reset_from_bits(jax.random.bits(key, (env.task.reset_words,), jnp.uint32), params.task)
-    np.testing.assert_array_equal(a.qpos, b.qpos)
-    np.testing.assert_array_equal(a.qvel, b.qvel)
-
-
 def test_step_auto_reset_draws_the_reset_from_the_steps_randomness():
     env, params = make("cartpole-balance")
     params = params.replace(max_steps_in_episode=1)  # every step ends the episode
@@ -68,7 +59,7 @@ def test_step_auto_reset_draws_the_reset_from_the_steps_randomness():
     key = jax.random.key(5)
     _, next_state, _, _, truncated, _ = env.step(key, state, jnp.zeros((1,)), params)
     assert bool(truncated)
-    expected = jax.jit(lambda k: env.task.reset_from_bits(env.step_randomness(k)[2], params.task))(key)
+    expected = jax.jit(lambda k: env.task.reset(env.step_randomness(k)[2], params.task))(key)
     # another program, so XLA may fuse the arithmetic differently: equal to float rounding
     np.testing.assert_allclose(next_state.endo.qpos, expected.qpos, rtol=1e-6, atol=1e-9)
     np.testing.assert_allclose(next_state.endo.qvel, expected.qvel, rtol=1e-6, atol=1e-9)
@@ -138,3 +129,29 @@ def test_tasks_flagged_deterministic_never_draw_from_their_step_key(name):
     outs = jax.jit(jax.vmap(lambda k: env.task.step(k, endo, action, params.task)))(jax.random.split(jax.random.key(2), 64))
     differs = any(bool((np.asarray(leaf) != np.asarray(leaf)[:1]).any()) for leaf in jax.tree.leaves(outs))
     assert differs == env.task.stochastic_step  # the slippery gridworld does draw (64 keys: some slip)
+
+
+def test_cond_any_branches_once_for_a_batch_and_selects_per_member():
+    from jaxrl_suite.envs.core import cond_any
+
+    taken = []
+
+    def expensive(x):
+        jax.debug.callback(lambda: taken.append(1))
+        return x * 10.0
+
+    def branch(pred, x):
+        return cond_any(pred, expensive, lambda x: x + 1.0, x)
+
+    x = jnp.arange(4.0).reshape(2, 2)
+    nested = jax.jit(jax.vmap(jax.vmap(branch)))
+    out = nested(jnp.array([[True, False], [False, False]]), x)
+    np.testing.assert_array_equal(out, [[0.0, 2.0], [3.0, 4.0]])  # per member: x * 10 where pred, else x + 1
+    assert len(taken) == 1  # one batched call of the expensive branch for the whole (nested) batch
+    taken.clear()
+    np.testing.assert_array_equal(nested(jnp.zeros((2, 2), bool), x), x + 1.0)
+    assert not taken  # no member's pred holds: the expensive branch does not run at all
+    # unbatched operands and predicates, and no vmap at all, agree with lax.cond
+    np.testing.assert_array_equal(jax.vmap(branch, in_axes=(0, None))(jnp.array([True, False]), jnp.float32(3.0)), [30.0, 4.0])
+    np.testing.assert_array_equal(jax.vmap(branch, in_axes=(None, 0))(jnp.array(True), x[0]), [0.0, 10.0])
+    assert float(branch(jnp.array(False), 2.0)) == 3.0
