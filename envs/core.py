@@ -450,8 +450,7 @@ class DistractedEnv(environment.Environment):
         """Observation of a state: features, or a rendered uint8 frame."""
         if self.obs == "state":
             return self._state_obs(state.endo, state.exo, params)
-        endo, exo = render.materialize((state.endo, state.exo))
-        return self._render_system(self._render_scene(exo, params), endo)
+        return self.render_frame(state, params)
 
     def _state_obs(self, endo, exo, params):
         task_f = self.task.features(endo, params.task).astype(jnp.float32)
