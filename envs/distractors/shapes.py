@@ -16,9 +16,14 @@ The exogenous state is the discs' positions, velocities and base colours (K x 7 
 drawn colour blends its base colour towards the agent's palette by `similarity` (1 = the discs
 wear the agent's colours). The number of discs is static (`num_shapes`), so every preset compiles
 to one program; `num_active` (continuous) fades out discs above it, and `opacity` 0 makes the
-distractor invisible. The discs are composited as one layer (coverage = max over discs, colour =
-coverage-weighted mean of the discs' colours), accumulated disc by disc rather than as K
-full-frame blends (unrolled over discs, so it stays one fused elementwise pass).
+distractor invisible. The discs are composited as one opaque-looking layer: each pixel belongs to
+the visible disc whose centre is nearest, and takes that disc's colour and anti-aliased coverage.
+The discs share one radius, so the nearest centre is also the smallest signed distance: with the
+discs fully visible, the layer's coverage is the maximum of the discs' coverages, and where two
+discs overlap, the overlap is split along the line halfway between their centres. Tracking the nearest disc needs one square
+root per pixel instead of one per disc and pixel, and no per-pixel divide: on the 2-core CPU,
+64 x 64 frames with the hard preset went from 48.6-49.0 k to 69.2 k frames/s
+(`bench/env_throughput.py`), against the earlier coverage-weighted colour mix.
 """
 
 from __future__ import annotations
@@ -147,20 +152,26 @@ class ShapesDistractor(Distractor):
         return exo.color + params.similarity * (agent - exo.color)
 
     def front(self, exo: ShapesState, params: ShapesParams, grid: jax.Array, px: float, palette: jax.Array) -> list[Layer]:
-        """All discs as one layer over the system."""
+        """All discs as one layer over the system: each pixel shows its nearest visible disc."""
         centers = jnp.array([self.view_cx, self.view_cy]) + self.view_half * exo.pos  # (K, 2) world
         radius = params.size * self.view_half
         visible = params.opacity * jnp.clip(params.num_active - jnp.arange(self.num_shapes), 0.0, 1.0)
         colors = self.colors(exo, params, palette)
         # a Python loop over the (static) discs keeps every op elementwise, so XLA fuses the whole
         # layer into one pass over the frame (an (H, W, K) reduction would break the fusion)
-        alpha = weight = None
-        rgb = jnp.zeros(grid.shape[:-1] + (3,), jnp.float32)
+        nearest_d2 = rgb = opacity = None
         for k in range(self.num_shapes):
-            a_k = render.coverage(render.sd_circle(grid, centers[k], radius), px) * visible[k]
-            rgb = rgb + a_k[..., None] * colors[k]
-            alpha = a_k if alpha is None else jnp.maximum(alpha, a_k)
-            weight = a_k if weight is None else weight + a_k
-        # where discs overlap their colours mix by coverage; where none covers, rgb is unused
-        rgb = rgb / jnp.maximum(weight, 1e-6)[..., None]
+            dx, dy = grid[..., 0] - centers[k, 0], grid[..., 1] - centers[k, 1]
+            # an invisible disc never wins a pixel, so it cannot cut into a visible one
+            d2 = jnp.where(visible[k] > 0.0, dx * dx + dy * dy, jnp.inf)
+            if nearest_d2 is None:
+                nearest_d2 = d2
+                rgb = jnp.broadcast_to(colors[k], d2.shape + (3,))
+                opacity = jnp.broadcast_to(visible[k], d2.shape)
+            else:
+                closer = d2 < nearest_d2  # ties go to the lower index
+                nearest_d2 = jnp.minimum(nearest_d2, d2)
+                rgb = jnp.where(closer[..., None], colors[k], rgb)
+                opacity = jnp.where(closer, visible[k], opacity)
+        alpha = render.coverage(jnp.sqrt(nearest_d2) - radius, px) * opacity  # sqrt(inf) = inf: coverage 0
         return [Layer(rgb, alpha)]

@@ -286,6 +286,33 @@ def test_shapes_num_active_turns_discs_off():
     assert 0.4 < covered[1] / covered[2] < 0.6  # a fractional count fades the disc in: half visible at 0.5
 
 
+def test_shapes_layer_shows_the_nearest_visible_disc_with_the_largest_coverage():
+    from jaxrl_suite.envs import render
+
+    dist = ShapesDistractor(num_shapes=3)
+    size = 64
+    grid = render.pixel_grid(size, render.View(0.0, 0.0, 1.0))
+    px = render.pixel_size(size, render.View(0.0, 0.0, 1.0))
+    # discs 0 and 1 overlap (centres 0.2 apart, radius 0.2); disc 2 sits on disc 0 but is invisible
+    pos = jnp.array([[-0.1, 0.0], [0.1, 0.0], [-0.1, 0.0]])
+    color = jnp.array([[1.0, 0.0, 0.0], [0.0, 0.0, 1.0], [0.0, 1.0, 0.0]])
+    exo = ShapesState(pos=pos, vel=jnp.zeros_like(pos), color=color)
+    params = dist.default_params().replace(size=0.2, num_active=2.0, similarity=0.0, opacity=1.0)
+    (layer,) = dist.front(exo, params, grid, px, jnp.zeros((3, 3)))
+    # coverage: the largest of the two visible discs' coverages, pixel by pixel
+    per_disc = [render.coverage(render.sd_circle(grid, pos[k], 0.2), px) for k in range(2)]
+    np.testing.assert_allclose(np.asarray(layer.alpha), np.maximum(*map(np.asarray, per_disc)), atol=1e-6)
+    # colour: the disc whose centre is nearer; the overlap splits at x = 0, the invisible disc cuts nothing
+    xs = np.asarray(grid[..., 0])
+    inside = np.asarray(layer.alpha) > 0.99
+    assert inside.sum() > 100
+    np.testing.assert_array_equal(np.asarray(layer.rgb)[inside & (xs < 0)], np.tile([1.0, 0.0, 0.0], ((inside & (xs < 0)).sum(), 1)))
+    np.testing.assert_array_equal(np.asarray(layer.rgb)[inside & (xs > 0)], np.tile([0.0, 0.0, 1.0], ((inside & (xs > 0)).sum(), 1)))
+    # nothing visible at all: zero coverage everywhere, and finite (sqrt of the infinite distance)
+    (hidden,) = dist.front(exo, params.replace(opacity=0.0), grid, px, jnp.zeros((3, 3)))
+    assert np.all(np.asarray(hidden.alpha) == 0.0) and np.all(np.isfinite(np.asarray(hidden.rgb)))
+
+
 def test_twin_in_the_agents_state_hides_behind_it_at_hard_and_shows_at_easy():
     env, params = build("twin", image_size=64)
     _, state = env.reset(jax.random.key(0), params)
