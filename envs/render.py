@@ -81,10 +81,15 @@ def _components(p: jax.Array, center: jax.Array) -> tuple[jax.Array, jax.Array]:
     return p[..., 0] - center[..., 0], p[..., 1] - center[..., 1]
 
 
+def sq_distance(p: jax.Array, center: jax.Array) -> jax.Array:
+    """Squared distance from points p (..., 2) to center."""
+    dx, dy = _components(p, center)
+    return dx * dx + dy * dy
+
+
 def sd_circle(p: jax.Array, center: jax.Array, radius: jax.Array) -> jax.Array:
     """Signed distance from points p (..., 2) to a disc."""
-    dx, dy = _components(p, center)
-    return jnp.sqrt(dx * dx + dy * dy) - radius
+    return jnp.sqrt(sq_distance(p, center)) - radius
 
 
 def sd_box(p: jax.Array, center: jax.Array, half_size: jax.Array, angle: jax.Array = 0.0) -> jax.Array:

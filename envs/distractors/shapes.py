@@ -20,10 +20,10 @@ distractor invisible. The discs are composited as one opaque-looking layer: each
 the visible disc whose centre is nearest, and takes that disc's colour and anti-aliased coverage.
 The discs share one radius, so the nearest centre is also the smallest signed distance: with the
 discs fully visible, the layer's coverage is the maximum of the discs' coverages, and where two
-discs overlap, the overlap is split along the line halfway between their centres. Tracking the nearest disc needs one square
-root per pixel instead of one per disc and pixel, and no per-pixel divide: on the 2-core CPU,
-64 x 64 frames with the hard preset went from 48.6-49.0 k to 69.2 k frames/s
-(`bench/env_throughput.py`), against the earlier coverage-weighted colour mix.
+discs overlap, the overlap is split along the line halfway between their centres. Tracking the
+nearest disc needs one square root per pixel instead of one per disc and pixel, and no per-pixel
+divide: on the 2-core CPU, 64 x 64 frames with the hard preset went from 48.6-49.0 k to 69.2 k
+frames/s (`bench/env_throughput.py`), against the earlier coverage-weighted colour mix.
 """
 
 from __future__ import annotations
@@ -159,19 +159,15 @@ class ShapesDistractor(Distractor):
         colors = self.colors(exo, params, palette)
         # a Python loop over the (static) discs keeps every op elementwise, so XLA fuses the whole
         # layer into one pass over the frame (an (H, W, K) reduction would break the fusion)
-        nearest_d2 = rgb = opacity = None
+        nearest_d2 = jnp.full(grid.shape[:-1], jnp.inf)
+        rgb = jnp.zeros(grid.shape[:-1] + (3,), jnp.float32)
+        opacity = jnp.zeros(grid.shape[:-1], jnp.float32)
         for k in range(self.num_shapes):
-            dx, dy = grid[..., 0] - centers[k, 0], grid[..., 1] - centers[k, 1]
             # an invisible disc never wins a pixel, so it cannot cut into a visible one
-            d2 = jnp.where(visible[k] > 0.0, dx * dx + dy * dy, jnp.inf)
-            if nearest_d2 is None:
-                nearest_d2 = d2
-                rgb = jnp.broadcast_to(colors[k], d2.shape + (3,))
-                opacity = jnp.broadcast_to(visible[k], d2.shape)
-            else:
-                closer = d2 < nearest_d2  # ties go to the lower index
-                nearest_d2 = jnp.minimum(nearest_d2, d2)
-                rgb = jnp.where(closer[..., None], colors[k], rgb)
-                opacity = jnp.where(closer, visible[k], opacity)
+            d2 = jnp.where(visible[k] > 0.0, render.sq_distance(grid, centers[k]), jnp.inf)
+            closer = d2 < nearest_d2  # ties go to the lower index
+            nearest_d2 = jnp.minimum(nearest_d2, d2)
+            rgb = jnp.where(closer[..., None], colors[k], rgb)
+            opacity = jnp.where(closer, visible[k], opacity)
         alpha = render.coverage(jnp.sqrt(nearest_d2) - radius, px) * opacity  # sqrt(inf) = inf: coverage 0
         return [Layer(rgb, alpha)]

@@ -16,6 +16,7 @@ from jaxrl_suite.envs.distractors.color import ColorDistractor
 from jaxrl_suite.envs.distractors.combined import CombinedDistractor
 from jaxrl_suite.envs.distractors.shapes import ShapesDistractor, ShapesState
 from jaxrl_suite.envs.registry import DISTRACTORS
+from jaxrl_suite.envs.render import View, coverage, pixel_grid, pixel_size, sd_circle
 
 TASK = "cartpole-swingup"
 EPISODE = 50  # short episodes, so a rollout crosses many episode ends
@@ -287,12 +288,8 @@ def test_shapes_num_active_turns_discs_off():
 
 
 def test_shapes_layer_shows_the_nearest_visible_disc_with_the_largest_coverage():
-    from jaxrl_suite.envs import render
-
     dist = ShapesDistractor(num_shapes=3)
-    size = 64
-    grid = render.pixel_grid(size, render.View(0.0, 0.0, 1.0))
-    px = render.pixel_size(size, render.View(0.0, 0.0, 1.0))
+    grid, px = pixel_grid(64, View(0.0, 0.0, 1.0)), pixel_size(64, View(0.0, 0.0, 1.0))
     # discs 0 and 1 overlap (centres 0.2 apart, radius 0.2); disc 2 sits on disc 0 but is invisible
     pos = jnp.array([[-0.1, 0.0], [0.1, 0.0], [-0.1, 0.0]])
     color = jnp.array([[1.0, 0.0, 0.0], [0.0, 0.0, 1.0], [0.0, 1.0, 0.0]])
@@ -300,14 +297,14 @@ def test_shapes_layer_shows_the_nearest_visible_disc_with_the_largest_coverage()
     params = dist.default_params().replace(size=0.2, num_active=2.0, similarity=0.0, opacity=1.0)
     (layer,) = dist.front(exo, params, grid, px, jnp.zeros((3, 3)))
     # coverage: the largest of the two visible discs' coverages, pixel by pixel
-    per_disc = [render.coverage(render.sd_circle(grid, pos[k], 0.2), px) for k in range(2)]
+    per_disc = [coverage(sd_circle(grid, pos[k], 0.2), px) for k in range(2)]
     np.testing.assert_allclose(np.asarray(layer.alpha), np.maximum(*map(np.asarray, per_disc)), atol=1e-6)
     # colour: the disc whose centre is nearer; the overlap splits at x = 0, the invisible disc cuts nothing
     xs = np.asarray(grid[..., 0])
     inside = np.asarray(layer.alpha) > 0.99
     assert inside.sum() > 100
-    np.testing.assert_array_equal(np.asarray(layer.rgb)[inside & (xs < 0)], np.tile([1.0, 0.0, 0.0], ((inside & (xs < 0)).sum(), 1)))
-    np.testing.assert_array_equal(np.asarray(layer.rgb)[inside & (xs > 0)], np.tile([0.0, 0.0, 1.0], ((inside & (xs > 0)).sum(), 1)))
+    rgb = np.asarray(layer.rgb)
+    assert np.all(rgb[inside & (xs < 0)] == [1.0, 0.0, 0.0]) and np.all(rgb[inside & (xs > 0)] == [0.0, 0.0, 1.0])
     # nothing visible at all: zero coverage everywhere, and finite (sqrt of the infinite distance)
     (hidden,) = dist.front(exo, params.replace(opacity=0.0), grid, px, jnp.zeros((3, 3)))
     assert np.all(np.asarray(hidden.alpha) == 0.0) and np.all(np.isfinite(np.asarray(hidden.rgb)))
